@@ -1,0 +1,286 @@
+"""Dataset cards: one YAML file per dataset that says what it is and how to get it.
+
+A card names the fields and parameters, where the files live, how to generate them (problem,
+parameter sweep per subset, frames, frame spacing) and how cases split into train/valid/test.
+The card is the single source of a sweep: the generator reads it, checkpoints carry its hash.
+
+Parameter sweeps: ``base`` gives every parameter's baseline value; each subset's ``vary`` maps a
+parameter to either a list of values, ``{linspace: [a, b, n]}``, ``{logspace: [a, b, n]}``
+(cartesian product across parameters), or ``{uniform: [a, b]}`` / ``{loguniform: [a, b]}``
+(drawn per case). ``derived`` defines quantities from parameters by arithmetic (e.g.
+``Re: rho * U * width / mu``) and ``limits`` keeps only cases whose derived or plain values lie
+in ``[lo, hi]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import operator
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+SPLITS = ("train", "valid", "test")
+
+
+class CardError(ValueError):
+    """A card is missing a key or holds a bad value; the message names the card and key."""
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case of a sweep: a stable id, its subset, split, parameters and seed."""
+
+    case_id: str
+    subset: str
+    split: str
+    params: dict[str, float]
+    seed: int
+
+
+@dataclass
+class DatasetCard:
+    """A parsed dataset card (see the module docstring for the keys)."""
+
+    name: str
+    path: Path
+    fields: list[str]
+    params: list[str]
+    source: Path | None = None
+    text: str = ""
+    description: str = ""
+    problem: str | None = None
+    grid: list[int] = field(default_factory=list)
+    dt: float | None = None
+    frames: dict[str, int] = field(default_factory=dict)
+    time_step: int = 1
+    periodic: bool = False
+    base: dict[str, float] = field(default_factory=dict)
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, list[float]] = field(default_factory=dict)
+    split: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "valid": 0.1, "test": 0.1})
+    seed: int = 0
+    trajectories_per_file: int = 1
+    conservation: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the card text: checkpoints record it so a model is tied to its data's card."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def data_dir(self, root: str | os.PathLike | None = None) -> Path:
+        """Folder holding ``data/{train,valid,test}`` and ``stats.yaml``.
+
+        ``root`` wins; else ``$SCIFLOW_DATA/<name>`` when set; else the card's ``path``, relative to
+        the working directory.
+        """
+        if root is not None:
+            return Path(root)
+        env = os.environ.get("SCIFLOW_DATA")
+        if env:
+            return Path(env) / self.name
+        return self.path
+
+    def frames_for(self, split: str) -> int:
+        if split not in self.frames:
+            raise CardError(f"card {self.name!r}: no frame count for split {split!r} (key 'frames')")
+        return self.frames[split]
+
+    # -- sweeps --------------------------------------------------------------------------------
+    def cases(self, subset: str, n: int | None = None) -> list[CaseSpec]:
+        """The cases of ``subset`` (``all`` = every subset), ``n`` of them spread evenly.
+
+        Ids are stable: a case keeps its id (and parameters and seed) whatever ``n`` is, so a bigger
+        sweep adds cases without redoing finished ones. Splits are exact proportions of the chosen
+        cases and reproducible for a given selection; a larger selection may move a case to another
+        split (the generator then moves its file instead of simulating it again).
+        """
+        if subset == "all":
+            names = list(self.subsets)
+            if n is None:
+                return [c for s in names for c in self.cases(s)]
+            share = [n // len(names) + (k < n % len(names)) for k in range(len(names))]
+            return [c for s, m in zip(names, share) for c in self.cases(s, m) if m > 0]
+        if subset not in self.subsets:
+            raise CardError(f"card {self.name!r}: unknown subset {subset!r}; known: {sorted(self.subsets)} or 'all'")
+        spec = self.subsets[subset]
+        pool = self._sweep(subset, spec)
+        want = int(spec.get("cases", len(pool))) if n is None else n
+        if want > len(pool):
+            raise CardError(
+                f"card {self.name!r}: subset {subset!r} has {len(pool)} cases within its limits, {want} asked for"
+            )
+        idx = np.unique(np.round(np.linspace(0, len(pool) - 1, want)).astype(int)) if want else []
+        chosen = [pool[i] for i in idx]
+        return self._assign_splits(chosen)
+
+    def _sweep(self, subset: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, float], int]]:
+        vary = spec.get("vary", {})
+        unknown = [p for p in vary if p not in self.params]
+        if unknown:
+            raise CardError(f"card {self.name!r}: subsets.{subset}.vary names unknown parameter(s) {unknown}")
+        grid_axes: dict[str, list[float]] = {}
+        random_axes: dict[str, tuple[str, list[float]]] = {}
+        for p, v in vary.items():
+            where = f"card {self.name!r}: subsets.{subset}.vary.{p}"
+            if isinstance(v, list):
+                grid_axes[p] = [float(x) for x in v]
+            elif isinstance(v, dict) and len(v) == 1:
+                kind, args = next(iter(v.items()))
+                if kind in ("linspace", "logspace"):
+                    a, b, k = args
+                    grid_axes[p] = (np.linspace(a, b, int(k)) if kind == "linspace"
+                                    else np.geomspace(a, b, int(k))).tolist()
+                elif kind in ("uniform", "loguniform"):
+                    random_axes[p] = (kind, [float(x) for x in args])
+                else:
+                    raise CardError(f"{where}: unknown sweep {kind!r} (list, linspace, logspace, uniform, loguniform)")
+            else:
+                raise CardError(f"{where}: expected a list or a one-key mapping, found {v!r}")
+        missing = [p for p in self.params if p not in self.base and p not in vary]
+        if missing:
+            raise CardError(f"card {self.name!r}: parameter(s) {missing} have no base value and are not varied in {subset!r}")
+        n_random = int(spec.get("cases", 1)) if random_axes and not grid_axes else 1
+        rng = np.random.default_rng([self.seed, _stable_int(subset)])
+        pool = []
+        for k, combo in enumerate(itertools.product(*grid_axes.values())):
+            for r in range(n_random):
+                params = {p: float(self.base[p]) for p in self.params if p in self.base}
+                params.update(dict(zip(grid_axes, combo)))
+                for p, (kind, (a, b)) in random_axes.items():
+                    params[p] = float(rng.uniform(a, b) if kind == "uniform" else np.exp(rng.uniform(np.log(a), np.log(b))))
+                params = {p: params[p] for p in self.params}
+                if self._within_limits(params):
+                    case_id = f"{subset}_{k * n_random + r:05d}"
+                    pool.append((case_id, params, _stable_int(f"{self.seed}/{case_id}") % (2**31)))
+        return pool
+
+    def derived_values(self, params: dict[str, float]) -> dict[str, float]:
+        """Evaluate the card's ``derived`` expressions (e.g. Reynolds number) for ``params``."""
+        return {k: _safe_eval(expr, params, f"card {self.name!r}: derived.{k}") for k, expr in self.derived.items()}
+
+    def _within_limits(self, params: dict[str, float]) -> bool:
+        values = {**params, **self.derived_values(params)}
+        for k, (lo, hi) in self.limits.items():
+            if k not in values:
+                raise CardError(f"card {self.name!r}: limits.{k} names neither a parameter nor a derived value")
+            if not lo <= values[k] <= hi:
+                return False
+        return True
+
+    def _assign_splits(self, pool: list[tuple[str, dict[str, float], int]]) -> list[CaseSpec]:
+        # Order by a seeded hash of the id, then cut by the split fractions: exact proportions,
+        # reproducible, and at least one valid and one test case once there are three cases.
+        order = sorted(pool, key=lambda c: _stable_int(f"split/{self.seed}/{c[0]}"))
+        n = len(order)
+        n_valid = max(1, round(n * self.split.get("valid", 0.1))) if n >= 3 else 0
+        n_test = max(1, round(n * self.split.get("test", 0.1))) if n >= 3 else 0
+        split_of = {}
+        for k, (cid, _, _) in enumerate(order):
+            split_of[cid] = "valid" if k < n_valid else "test" if k < n_valid + n_test else "train"
+        subset_of = lambda cid: cid.rsplit("_", 1)[0]  # noqa: E731
+        return [CaseSpec(cid, subset_of(cid), split_of[cid], p, s) for cid, p, s in pool]
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+
+def _safe_eval(expr: str, names: dict[str, float], where: str) -> float:
+    """Evaluate arithmetic over named values (+ - * / ** and parentheses only)."""
+
+    def ev(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in names:
+                raise CardError(f"{where}: unknown name {node.id!r} in {expr!r}")
+            return float(names[node.id])
+        raise CardError(f"{where}: only arithmetic on parameter names is allowed, found {expr!r}")
+
+    try:
+        return ev(ast.parse(str(expr), mode="eval"))
+    except SyntaxError as e:
+        raise CardError(f"{where}: cannot parse {expr!r}: {e}") from e
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+def card_dirs() -> list[Path]:
+    """Where cards are looked up by name: ``$SCIFLOW_CARDS``, ``./datasets``, the repository's."""
+    dirs = []
+    if os.environ.get("SCIFLOW_CARDS"):
+        dirs.append(Path(os.environ["SCIFLOW_CARDS"]))
+    dirs.append(Path.cwd() / "datasets")
+    dirs.append(Path(__file__).resolve().parents[2] / "datasets")
+    return dirs
+
+
+def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
+    """Load a card from a YAML path or by dataset name (``cavity`` -> ``datasets/cavity.yaml``)."""
+    p = Path(name_or_path)
+    if not p.is_file():
+        for d in card_dirs():
+            if (d / f"{name_or_path}.yaml").is_file():
+                p = d / f"{name_or_path}.yaml"
+                break
+        else:
+            known = sorted({q.stem for d in card_dirs() if d.is_dir() for q in d.glob("*.yaml")})
+            raise CardError(f"no dataset card {str(name_or_path)!r}: not a file, and not one of {known}")
+    text = p.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CardError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise CardError(f"{p}: expected a mapping at top level")
+    return card_from_dict(raw, source=p, text=text)
+
+
+def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str | None = None) -> DatasetCard:
+    where = str(source) if source else "card"
+    for key in ("name", "fields"):
+        if key not in raw:
+            raise CardError(f"{where}: missing key {key!r}")
+    raw = dict(raw)
+    frames = raw.pop("frames", {})
+    if isinstance(frames, int):
+        frames = dict.fromkeys(SPLITS, frames)
+    split = raw.pop("split", {})
+    fractions = {k: float(split.get(k, d)) for k, d in (("train", 0.8), ("valid", 0.1), ("test", 0.1))}
+    if abs(sum(fractions.values()) - 1) > 1e-6:
+        raise CardError(f"{where}: split fractions {fractions} do not sum to 1")
+    known = set(DatasetCard.__dataclass_fields__)
+    kwargs = {k: v for k, v in raw.items()
+              if k in known and k not in ("source", "text", "extra", "path", "params", "seed")}
+    extra = {k: v for k, v in raw.items() if k not in known}
+    card = DatasetCard(
+        **kwargs,
+        path=Path(raw.get("path", f"data/{raw['name']}")),
+        frames={k: int(v) for k, v in frames.items()},
+        split=fractions,
+        seed=int(split.get("seed", raw.get("seed", 0))),
+        source=source,
+        text=text if text is not None else yaml.safe_dump(raw, sort_keys=True),
+        extra=extra,
+        params=list(raw.get("params", [])),
+    )
+    return card

@@ -1,0 +1,278 @@
+"""Lazy reading of Well-layout HDF5 files.
+
+A :class:`WellFile` reads metadata once and opens the HDF5 handle lazily, per process: the handle
+is dropped when the object is pickled (DataLoader workers, DDP spawn) and reopened after a fork,
+so several processes never share one h5py handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sciflow.data.format import FIELD_GROUPS, MASK_FIELD
+
+
+class DataFormatError(ValueError):
+    """A file does not follow the layout; the message names the file, group and key at fault."""
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str | bytes):
+        value = [value]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value)]
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One stored field: ``group/name`` with tensor order (0, 1, 2) and its channel names."""
+
+    group: str
+    name: str
+    order: int
+    sample_varying: bool
+    time_varying: bool
+    channels: tuple[str, ...]
+
+
+class WellFile:
+    """Read-only, lazily opened view of one HDF5 file in the Well layout.
+
+    Channels: a scalar field ``p`` gives one channel ``p``; a vector field ``velocity`` in 2D gives
+    ``velocity_x``, ``velocity_y`` (suffixes are the spatial dimension names); a tensor field
+    ``s`` gives ``s_xx, s_xy, ...``. The constant field ``mask`` is not a channel.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        self._handle: h5py.File | None = None
+        self._pid: int | None = None
+        try:
+            self._load_metadata()
+        except DataFormatError:
+            raise
+        except (OSError, KeyError) as e:
+            raise DataFormatError(f"{self.path}: cannot read as an HDF5 file in the Well layout: {e}") from e
+
+    # -- handle management -------------------------------------------------------------------
+    @property
+    def h5(self) -> h5py.File:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- metadata ----------------------------------------------------------------------------
+    def _require(self, f: h5py.File, key: str) -> Any:
+        if key not in f:
+            raise DataFormatError(f"{self.path}: missing group or dataset {key!r}")
+        return f[key]
+
+    def _load_metadata(self) -> None:
+        with h5py.File(self.path, "r") as f:
+            for attr in ("n_spatial_dims", "n_trajectories"):
+                if attr not in f.attrs:
+                    raise DataFormatError(f"{self.path}: missing root attribute {attr!r}")
+            self.dataset_name = str(f.attrs.get("dataset_name", self.path.stem))
+            self.n_trajectories = int(f.attrs["n_trajectories"])
+            dims = self._require(f, "dimensions")
+            self.spatial_dims = _names(dims.attrs.get("spatial_dims", []))
+            if len(self.spatial_dims) != int(f.attrs["n_spatial_dims"]):
+                raise DataFormatError(
+                    f"{self.path}: dimensions.attrs['spatial_dims'] = {self.spatial_dims} but "
+                    f"n_spatial_dims = {int(f.attrs['n_spatial_dims'])}"
+                )
+            self.time = np.asarray(self._require(f, "dimensions/time")[()], dtype=np.float64)
+            self.coords = {
+                d: np.asarray(self._require(f, f"dimensions/{d}")[()], dtype=np.float64)
+                for d in self.spatial_dims
+            }
+            self.fields: list[FieldInfo] = []
+            self.mask_info: FieldInfo | None = None
+            for order, group in enumerate(FIELD_GROUPS):
+                if group not in f:
+                    continue
+                for name in _names(f[group].attrs.get("field_names", [])):
+                    ds = self._require(f, f"{group}/{name}")
+                    if order == 0:
+                        channels: tuple[str, ...] = (name,)
+                    elif order == 1:
+                        channels = tuple(f"{name}_{d}" for d in self.spatial_dims)
+                    else:
+                        channels = tuple(f"{name}_{a}{b}" for a in self.spatial_dims for b in self.spatial_dims)
+                    info = FieldInfo(
+                        group, name, order,
+                        bool(ds.attrs.get("sample_varying", True)),
+                        bool(ds.attrs.get("time_varying", True)),
+                        channels,
+                    )
+                    if name == MASK_FIELD and order == 0:
+                        self.mask_info = info
+                    elif info.time_varying:
+                        # constant fields other than the mask are metadata, not channels
+                        self.fields.append(info)
+            scal = f["scalars"] if "scalars" in f else None
+            self.param_names = _names(f.attrs.get("simulation_parameters", []))
+            self._params = np.zeros((self.n_trajectories, len(self.param_names)), np.float64)
+            for k, p in enumerate(self.param_names):
+                if scal is not None and p in scal:
+                    v = np.asarray(scal[p][()], dtype=np.float64)
+                    self._params[:, k] = v if v.ndim == 0 else v.reshape(-1)[: self.n_trajectories]
+                elif p in f.attrs:
+                    self._params[:, k] = float(f.attrs[p])
+                else:
+                    raise DataFormatError(
+                        f"{self.path}: parameter {p!r} listed in simulation_parameters but found "
+                        f"neither in scalars/ nor as a root attribute"
+                    )
+            self.attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            if self.mask_info is not None:
+                self._mask = np.asarray(f[f"t0_fields/{MASK_FIELD}"][()]) > 0.5
+            else:
+                self._mask = None
+            self.boundaries = {
+                name: {k: _decode_attr(v) for k, v in g.attrs.items()}
+                for name, g in (f["boundary_conditions"].items() if "boundary_conditions" in f else [])
+            }
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.time.shape[0])
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(len(self.coords[d]) for d in self.spatial_dims)
+
+    @cached_property
+    def channel_names(self) -> list[str]:
+        return [c for info in self.fields for c in info.channels]
+
+    @property
+    def dt(self) -> float:
+        """Frame spacing in seconds: the root attribute ``dt`` when written (exact), else the mean
+        spacing of the float32 time axis."""
+        if "dt" in self.attrs:
+            return float(self.attrs["dt"])
+        return float(np.diff(self.time).mean()) if self.n_steps > 1 else float("nan")
+
+    def params(self, traj: int) -> np.ndarray:
+        """Operating parameters of trajectory ``traj``: ``(P,)`` float64."""
+        return self._params[traj]
+
+    def mask(self, traj: int) -> np.ndarray | None:
+        """Fluid mask ``(*S)`` bool of trajectory ``traj``, or None when the file has none."""
+        if self._mask is None:
+            return None
+        return self._mask[traj] if self._mask.ndim == len(self.spatial_dims) + 1 else self._mask
+
+    def read(self, traj: int, start: int = 0, stop: int | None = None, step: int = 1,
+             fields: list[str] | None = None) -> np.ndarray:
+        """Frames ``start:stop:step`` of trajectory ``traj`` as ``(t, C, *S)`` float32.
+
+        ``fields`` selects stored field names (e.g. ``["velocity", "pressure"]``) in that order;
+        None reads every time-varying field in file order.
+        """
+        if not 0 <= traj < self.n_trajectories:
+            raise IndexError(f"{self.path}: trajectory {traj} out of range [0, {self.n_trajectories})")
+        infos = self.select(fields)
+        D = len(self.spatial_dims)
+        out = []
+        for info in infos:
+            ds = self.h5[f"{info.group}/{info.name}"]
+            index: tuple[Any, ...] = ((traj,) if info.sample_varying else ()) + (slice(start, stop, step),)
+            a = np.asarray(ds[index], dtype=np.float32)  # (t, *S, [D, [D]])
+            if info.order == 0:
+                out.append(a[:, None])
+            else:
+                a = a.reshape(*a.shape[: 1 + D], -1)
+                out.append(np.moveaxis(a, -1, 1))
+        return np.concatenate(out, axis=1)
+
+    def select(self, fields: list[str] | None) -> list[FieldInfo]:
+        """The FieldInfo of each requested field name, in order (all when None)."""
+        if fields is None:
+            return list(self.fields)
+        by_name = {i.name: i for i in self.fields}
+        missing = [n for n in fields if n not in by_name]
+        if missing:
+            raise DataFormatError(
+                f"{self.path}: field(s) {missing} not found; the file has {sorted(by_name)}"
+            )
+        return [by_name[n] for n in fields]
+
+    def summary(self) -> str:
+        """A readable description: fields, shapes, parameters, time span, value ranges."""
+        lines = [
+            f"{self.path}",
+            f"  dataset      {self.dataset_name} ({self.attrs.get('grid_type', '?')} grid, "
+            f"{len(self.spatial_dims)}D)",
+            f"  trajectories {self.n_trajectories}",
+            f"  time         {self.n_steps} frames, t = {self.time[0]:.4g} .. {self.time[-1]:.4g}"
+            f" (dt = {self.dt:.4g})",
+            "  grid         " + ", ".join(
+                f"{d}: {len(c)} points in [{c[0]:.4g}, {c[-1]:.4g}]" for d, c in self.coords.items()
+            ),
+            "  fields",
+        ]
+        h5 = self.h5
+        for info in self.fields:
+            ds = h5[f"{info.group}/{info.name}"]
+            a = ds[0] if info.sample_varying else ds[()]
+            lines.append(
+                f"    {info.group}/{info.name:<12} shape {ds.shape} {ds.dtype} channels "
+                f"{list(info.channels)} range(traj 0) [{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
+            )
+        if self._mask is not None:
+            lines.append(f"    mask         {self._mask.shape}, fluid fraction {self._mask.mean():.3f}")
+        if self.param_names:
+            lines.append("  parameters")
+            for k, p in enumerate(self.param_names):
+                v = self._params[:, k]
+                lines.append(f"    {p:<12} " + (f"{v[0]:.6g}" if np.all(v == v[0]) else
+                                              f"{v.min():.6g} .. {v.max():.6g} (varies)"))
+        if self.boundaries:
+            lines.append("  boundary conditions")
+            for name, a in self.boundaries.items():
+                lines.append(f"    {name:<12} {a.get('bc_type')} on {a.get('associated_dims')}")
+        return "\n".join(lines)
+
+
+def _decode_attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    if isinstance(v, np.ndarray):
+        return [_decode_attr(x) for x in v.tolist()] if v.dtype.kind in "OSU" else v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -10,6 +10,7 @@ from sciflow.solvers.base import BoundarySpec, Case, Problem
 # sciflow does not pay for every solver.
 PROBLEMS: dict[str, str] = {
     "cavity": "sciflow.solvers.cavity:Cavity",
+    "ks": "sciflow.solvers.ks:KS",
 }
 
 

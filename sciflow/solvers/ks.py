@@ -230,8 +230,9 @@ class KS:
         seed: int = 0,
     ) -> Case:
         """One trajectory: ``Case`` with ``u: (frames, N)``, ``x: (N,)`` and ``time: (frames,)``."""
-        return self.simulate_batch([params], seeds=[seed], grid=grid, frames=frames,
-                                   frame_dt=frame_dt)[0]
+        return self.simulate_batch(
+            [params], seeds=[seed], grid=grid, frames=frames, frame_dt=frame_dt
+        )[0]
 
     def simulate_batch(
         self,
@@ -262,7 +263,12 @@ class KS:
         )
         start = time.perf_counter()
         u, info = integrate_ks(
-            u0, Ls, frames=frames, frame_dt=frame_dt, nu=self.nu, dt_max=self.dt_max,
+            u0,
+            Ls,
+            frames=frames,
+            frame_dt=frame_dt,
+            nu=self.nu,
+            dt_max=self.dt_max,
             warmup=self.warmup,
         )
         wall = (time.perf_counter() - start) / len(params)

@@ -89,8 +89,9 @@ def test_phi_functions_match_direct_formulas_away_from_zero():
         np.testing.assert_allclose(got, want, rtol=1e-12)
     # at z = 0 the factors have the limits h/2, h/6, h/6, h/6 (no 0/0)
     c0 = etdrk4_coefficients(np.zeros(1), h)
-    np.testing.assert_allclose([c0.Q[0], c0.f1[0], c0.f2[0], c0.f3[0]],
-                               [h / 2, h / 6, h / 6, h / 6], rtol=1e-13)
+    np.testing.assert_allclose(
+        [c0.Q[0], c0.f1[0], c0.f2[0], c0.f3[0]], [h / 2, h / 6, h / 6, h / 6], rtol=1e-13
+    )
 
 
 def test_etdrk4_is_fourth_order_in_time():
@@ -110,7 +111,9 @@ def test_etdrk4_is_fourth_order_in_time():
 def test_default_step_is_accurate_on_the_attractor(chaotic_state):
     """The default step (0.02 s) is within 1e-6 of a 16x finer step after 4 s of chaos."""
     u, info = integrate_ks(chaotic_state, L, frames=21, frame_dt=0.2)
-    ref, _ = integrate_ks(chaotic_state, L, frames=21, frame_dt=0.2, dt_max=info["internal_dt"] / 16)
+    ref, _ = integrate_ks(
+        chaotic_state, L, frames=21, frame_dt=0.2, dt_max=info["internal_dt"] / 16
+    )
     assert np.abs(u - ref).max() / np.abs(ref).max() < 1e-6
 
 

@@ -1,0 +1,239 @@
+"""The Surrogate: a LightningModule tying a stepper, the data's normalisation, an optimiser, an
+EMA of the weights and validation metrics together, with self-describing checkpoints.
+
+States enter and leave in physical units; inside, channels are normalised with the training
+split's per-channel mean and std (solid cells set to zero), parameters with their mean and std.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+import sciflow
+from sciflow.steppers import Stepper, build_stepper
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message names the step."""
+
+
+def masked_nmse(pred: Tensor, truth: Tensor, mask: Tensor | None) -> Tensor:
+    """CFDBench's NMSE per sample, ``MSE / mean(truth^2)`` over fluid cells: ``(B, C, *S) -> (B,)``."""
+    m = torch.ones_like(truth[:, :1]) if mask is None else mask.unsqueeze(1).to(truth.dtype)
+    dims = tuple(range(1, truth.ndim))
+    err = torch.sum(m * (pred - truth) ** 2, dims)
+    ref = torch.sum(m * truth**2, dims)
+    return err / ref.clamp_min(torch.finfo(truth.dtype).tiny)
+
+
+class Surrogate(L.LightningModule):
+    """Train and run a stepper around an operator on one dataset.
+
+    Args:
+        operator: operator spec ``{"class_path": "fno", "init_args": {...}}`` (hyperparameters only).
+        stepper: stepper spec (default deterministic with residual targets).
+        lr, weight_decay: AdamW settings.
+        warmup_steps: linear warm-up before the cosine decay (to ``lr * min_lr_ratio``).
+        ema_decay: decay of the exponential moving average of the weights used for evaluation
+            (None: no EMA).
+        data_spec: data-derived sizes and statistics; injected from the datamodule's ``spec``.
+    """
+
+    def __init__(
+        self,
+        operator: dict[str, Any],
+        stepper: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.01,
+        ema_decay: float | None = None,
+        data_spec: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if data_spec is None:
+            raise ValueError(
+                "Surrogate needs data_spec (sizes and normalisation of the data); it is injected from "
+                "SciflowData.spec by the CLI, or pass datamodule.spec yourself"
+            )
+        self.save_hyperparameters()
+        spec = data_spec
+        stats = spec["stats"]
+        C, P, n_dims = len(spec["channels"]), len(spec["params"]), len(spec["spatial_shape"])
+        view = (1, C) + (1,) * n_dims
+        f32 = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+        self.register_buffer("mean", f32(stats["mean"]).view(view))
+        self.register_buffer("std", f32(stats["std"]).view(view))
+        self.register_buffer("params_mean", f32(stats["params_mean"]).view(1, P))
+        self.register_buffer("params_std", f32(stats["params_std"]).view(1, P))
+        residual_scale = (f32(stats["std_delta"]) / f32(stats["std"])).tolist()
+        self.stepper: Stepper = build_stepper(
+            stepper, operator=operator, n_channels=C, n_dims=n_dims, n_params=P,
+            history=int(spec["history"]), has_mask=bool(spec["has_mask"]),
+            periodic=bool(spec.get("periodic", False)), residual_scale=residual_scale,
+        )
+        self.ema: Stepper | None = None
+        if ema_decay is not None:
+            self.ema = copy.deepcopy(self.stepper).requires_grad_(False)
+
+    # -- normalisation ----------------------------------------------------------------------------
+    def normalize(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Physical ``(B, [h,] C, *S)`` -> normalised, solid cells zero."""
+        mean, std = self._stats_like(u)
+        z = (u - mean) / std
+        return z if mask is None else z * self._mask_like(mask, z)
+
+    def denormalize(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        mean, std = self._stats_like(z)
+        u = z * std + mean
+        return u if mask is None else u * self._mask_like(mask, u)
+
+    def normalize_params(self, params: Tensor) -> Tensor:
+        """``(B, P)`` physical parameters -> normalised."""
+        return (params - self.params_mean) / self.params_std
+
+    def _stats_like(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        extra = u.ndim - self.mean.ndim  # a history axis before the channels
+        shape = self.mean.shape if extra == 0 else (1,) * (1 + extra) + self.mean.shape[1:]
+        return self.mean.view(shape), self.std.view(shape)
+
+    @staticmethod
+    def _mask_like(mask: Tensor, u: Tensor) -> Tensor:
+        m = mask.to(u.dtype)
+        while m.ndim < u.ndim:
+            m = m.unsqueeze(1)
+        return m
+
+    # -- inference ----------------------------------------------------------------------------------
+    @property
+    def inference_stepper(self) -> Stepper:
+        """The EMA weights when kept, else the trained ones."""
+        return self.ema if self.ema is not None else self.stepper
+
+    @torch.no_grad()
+    def predict_next(self, history: Tensor, params: Tensor, mask: Tensor | None = None, *,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """One model step in physical units: ``history (B, h, C, *S)``, ``params (B, P)`` ->
+        ``(B, C, *S)``."""
+        z = self.normalize(history, mask)
+        out = self.inference_stepper.step(z, self.normalize_params(params), mask, generator=generator)
+        return self.denormalize(out, mask)
+
+    # -- training ------------------------------------------------------------------------------------
+    def _batch(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
+        prev = self.normalize(batch["input"], mask)
+        target = self.normalize(batch["target"], mask)
+        return prev, target, self.normalize_params(batch["params"]), mask
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        prev, target, cond, mask = self._batch(batch)
+        loss = self.stepper.loss(prev, target[:, 0], cond, mask)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); lower the learning rate, check the "
+                f"data with `sciflow data check`, or enable gradient clipping"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=prev.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            decay = float(self.hparams.ema_decay)
+            # the average starts from the first weights; warm it up so early checkpoints are useful
+            decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
+                    e.lerp_(p.detach(), 1 - decay)
+                for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
+                    e.copy_(b)
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def _evaluate(self, batch: Mapping[str, Tensor], dataloader_idx: int, stage: str) -> None:
+        mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
+        hist, target, params = batch["input"], batch["target"], batch["params"]
+        B = hist.shape[0]
+        if dataloader_idx == 0:
+            prev, tgt, cond, _ = self._batch(batch)
+            loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
+            pred = self.predict_next(hist, params, mask)
+            self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
+            self.log(f"{stage}/nmse", masked_nmse(pred, target[:, 0], mask).mean(), batch_size=B,
+                     add_dataloader_idx=False, sync_dist=True, prog_bar=True)
+            self.log(f"{stage}/nmse_copy", masked_nmse(hist[:, -1], target[:, 0], mask).mean(), batch_size=B,
+                     add_dataloader_idx=False, sync_dist=True)
+        else:
+            # autoregressive rollout from the window's start (deterministic stepping, seeded)
+            gen = torch.Generator(device=hist.device).manual_seed(0)
+            window = hist
+            errs = []
+            for k in range(target.shape[1]):
+                nxt = self.predict_next(window, params, mask, generator=gen)
+                errs.append(masked_nmse(nxt, target[:, k], mask))
+                window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
+            errs_t = torch.stack(errs, 1)  # (B, K)
+            self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)
+            self.log(f"{stage}/rollout_nmse_last", errs_t[:, -1].mean(), batch_size=B,
+                     add_dataloader_idx=False, sync_dist=True)
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx, "val")
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, dataloader_idx, "test")
+
+    # -- optimisation ---------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.stepper.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = min(hp.warmup_steps, total - 1)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / (warm + 1)
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        spec = self.hparams.data_spec
+        checkpoint["sciflow"] = {
+            "version": sciflow.__version__,
+            "card": spec.get("card"),
+            "card_hash": spec.get("card_hash"),
+        }
+        # neuraloperator modules may put Python objects in the state dict; they must not reach disk
+        sd = checkpoint["state_dict"]
+        for key in [k for k in sd if k.endswith("_metadata")]:
+            del sd[key]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Surrogate:
+        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model
+        from the constructor arguments stored in it."""
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            hp = dict(ckpt["hyper_parameters"])
+        except KeyError:
+            raise ValueError(f"{path}: not a sciflow checkpoint (no 'hyper_parameters')") from None
+        hp = {k: v for k, v in hp.items() if not k.startswith("_")}
+        model = cls(**hp)
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+        bad_unexpected = [k for k in unexpected if not k.endswith("_metadata")]
+        if missing or bad_unexpected:
+            raise ValueError(f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}")
+        model.eval()
+        return model

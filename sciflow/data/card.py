@@ -79,8 +79,9 @@ class DatasetCard:
     def data_dir(self, root: str | os.PathLike | None = None) -> Path:
         """Folder holding ``data/{train,valid,test}`` and ``stats.yaml``.
 
-        ``root`` wins; else ``$SCIFLOW_DATA/<name>`` when set; else the card's ``path``, relative to
-        the working directory.
+        ``root`` wins; else ``$SCIFLOW_DATA/<name>`` when set; else the card's ``path`` (a relative
+        ``path`` is relative to the card file's folder; the default is ``../data/<name>``, so the
+        cards in ``datasets/`` put their data in ``data/<name>`` at the repository root).
         """
         if root is not None:
             return Path(root)
@@ -272,9 +273,13 @@ def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str
     kwargs = {k: v for k, v in raw.items()
               if k in known and k not in ("source", "text", "extra", "path", "params", "seed")}
     extra = {k: v for k, v in raw.items() if k not in known}
+    # A relative path is relative to the card's own folder, wherever the command runs from.
+    path = Path(raw.get("path", f"../data/{raw['name']}"))
+    if not path.is_absolute() and source is not None:
+        path = Path(os.path.normpath(source.parent / path))
     card = DatasetCard(
         **kwargs,
-        path=Path(raw.get("path", f"data/{raw['name']}")),
+        path=path,
         frames={k: int(v) for k, v in frames.items()},
         split=fractions,
         seed=int(split.get("seed", raw.get("seed", 0))),

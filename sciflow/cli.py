@@ -1,0 +1,202 @@
+"""The ``sciflow`` command.
+
+``sciflow fit|validate|test --config X.yaml`` go through LightningCLI (``class_path`` /
+``init_args`` configs; the data's sizes and statistics are injected into the model, never written
+in configs). ``sciflow data ...``, ``sciflow rollout`` and ``sciflow demo`` are thin wrappers
+around library functions a notebook can call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+
+
+# -- training commands (LightningCLI) ---------------------------------------------------------------
+
+def lightning_main(argv: list[str]) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from sciflow.data.datamodule import SciflowData
+    from sciflow.surrogate import Surrogate
+
+    class SciflowCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
+            parser.link_arguments("data", "model.data_spec", compute_fn=lambda dm: dm.spec, apply_on="instantiate")
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({
+                "checkpoint.monitor": "val/nmse",
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best",
+            })
+
+    # wandb, when a config picks it, stays offline unless the user says otherwise
+    os.environ.setdefault("WANDB_MODE", "offline")
+    SciflowCLI(
+        Surrogate, SciflowData,
+        args=argv,
+        trainer_defaults={
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                       "init_args": {"save_dir": "runs", "name": "default"}},
+            "accelerator": "auto",
+        },
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        parser_kwargs={"prog": f"sciflow {argv[0] if argv else ''}".strip()},
+    )
+
+
+# -- data commands ------------------------------------------------------------------------------------
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from sciflow.data.card import load_card
+    from sciflow.solvers.sweep import generate
+
+    card = load_card(args.card or args.problem)
+    files = generate(card, args.subset, args.cases, root=args.out, workers=args.workers, progress=True)
+    print(f"{len(files)} files in {card.data_dir(args.out) / 'data'}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from sciflow.data.check import check_file
+
+    paths: list[Path] = []
+    for p in map(Path, args.files):
+        paths += sorted(p.rglob("*.hdf5")) + sorted(p.rglob("*.h5")) if p.is_dir() else [p]
+    n_bad = 0
+    for p in paths:
+        issues = check_file(p, scan_values=not args.no_values)
+        if issues:
+            n_bad += 1
+            print(f"FAIL {p}")
+            for issue in issues:
+                print(f"  {issue}")
+        elif not args.quiet:
+            print(f"ok   {p}")
+    if not paths:
+        print("no HDF5 files found", file=sys.stderr)
+        return 2
+    print(f"{len(paths) - n_bad} of {len(paths)} files ok")
+    return 1 if n_bad else 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from sciflow.data.reader import WellFile
+
+    for p in args.files:
+        print(WellFile(p).summary())
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from sciflow.data import importers
+
+    fn = {"cfdbench": importers.import_cfdbench, "pdebench": importers.import_pdebench}[args.format]
+    kwargs = {"name": args.name, "seed": args.seed}
+    if args.format == "pdebench" and args.param:
+        kwargs["params"] = {k: float(v) for k, v in (p.split("=", 1) for p in args.param)}
+    card = fn(args.src, args.out, **kwargs)
+    print(f"wrote {card}; train with `sciflow fit --data.card {card} ...`")
+    return 0
+
+
+# -- rollout and demo ------------------------------------------------------------------------------------
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    import json
+
+    from sciflow.evaluate import run_rollout
+
+    _, summary = run_rollout(
+        args.ckpt, args.data, root=args.root, split=args.split, trajectories=args.trajectories,
+        steps=args.steps, samples=args.samples, seed=args.seed, keep_members=args.members,
+        out=args.out, plots=not args.no_plots,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sciflow.demo import run_demo
+
+    run_demo(out=args.out, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sciflow", description="Train neural PDE surrogates and roll them out with uncertainty.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"{name} a surrogate from a config (LightningCLI; `sciflow {name} --help`)")
+
+    data = sub.add_parser("data", help="generate, import, check and inspect datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    g = dsub.add_parser("generate", help="simulate a dataset from its card (resumable)")
+    g.add_argument("problem", help="dataset card name (datasets/<name>.yaml), e.g. cavity")
+    g.add_argument("--card", help="path to a card, overriding the name lookup")
+    g.add_argument("--subset", default="all", help="bc, prop, geo... or all (default)")
+    g.add_argument("--cases", type=int, default=None, help="number of cases (default: the card's)")
+    g.add_argument("--out", default=None, help="dataset folder (default: the card's path)")
+    g.add_argument("--workers", type=int, default=1, help="parallel processes")
+    g.set_defaults(fn=cmd_data_generate)
+
+    i = dsub.add_parser("import", help="convert a foreign layout into ours")
+    i.add_argument("format", choices=["cfdbench", "pdebench"])
+    i.add_argument("src", help="CFDBench problem/subset/case folder, or PDEBench HDF5 file")
+    i.add_argument("--out", required=True, help="dataset folder to write")
+    i.add_argument("--name", default=None)
+    i.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
+    i.add_argument("--param", action="append", default=[], help="PDEBench operating parameter NAME=VALUE")
+    i.set_defaults(fn=cmd_data_import)
+
+    c = dsub.add_parser("check", help="validate files against the format; exits 1 on problems")
+    c.add_argument("files", nargs="+", help="HDF5 files or folders")
+    c.add_argument("--no-values", action="store_true", help="skip the NaN/Inf scan")
+    c.add_argument("--quiet", action="store_true", help="print only failing files")
+    c.set_defaults(fn=cmd_data_check)
+
+    n = dsub.add_parser("inspect", help="print a readable summary of files")
+    n.add_argument("files", nargs="+")
+    n.set_defaults(fn=cmd_data_inspect)
+
+    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
+    r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
+    r.add_argument("--data", required=True, help="dataset card name or path")
+    r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
+    r.add_argument("--split", default="test")
+    r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
+    r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
+    r.add_argument("--trajectories", type=int, default=None, help="first N trajectories (default all)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--members", action="store_true", help="also store every member")
+    r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--out", default="rollout.nc")
+    r.set_defaults(fn=cmd_rollout)
+
+    d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--quick", action="store_true", help="a much smaller run (seconds), for smoke tests")
+    d.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        lightning_main(argv)
+        return 0
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,6 +42,7 @@ def test_registry_and_case_contract():
     for key in ("scheme", "internal_dt", "dealiasing", "wall_seconds", "max_mean_drift"):
         assert key in case.attrs
     assert case.attrs["internal_dt"] <= 0.2 / 4
+    assert case.attrs["warmup_seconds"] == pytest.approx(80.0)
 
 
 def test_initial_condition_convention():

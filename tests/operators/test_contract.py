@@ -10,11 +10,13 @@ from sciflow.operators import OPERATORS, build_operator
 # Small settings so that the whole file runs in seconds.
 SMALL = {
     "fno": {"width": 8, "modes": 6, "n_layers": 2, "embed_dim": 16},
+    "unet": {"base_channels": 8, "channel_multipliers": (1, 2, 2), "embed_dim": 16},
 }
 # Seeded non-regression: (mean, std, first entry) of the output of `_seeded_output` per operator.
 # Regenerate only after an intended change of initialisation or architecture.
 CHECKSUMS = {
     "fno": (-0.1421172320842743, 0.23993447422981262, -0.3661545515060425),
+    "unet": (-0.15436387062072754, 0.32500097155570984, -0.0865619033575058),
 }
 NAMES = list(SMALL)
 

@@ -10,6 +10,8 @@ from sciflow.steppers.base import Stepper
 
 STEPPERS: dict[str, str] = {
     "deterministic": "sciflow.steppers.deterministic:Deterministic",
+    "flow_matching": "sciflow.steppers.flow_matching:FlowMatching",
+    "refiner": "sciflow.steppers.refiner:Refiner",
 }
 
 

@@ -40,6 +40,8 @@ class Stepper(nn.Module):
     state_inputs: int = 0
     #: extra conditioning entries appended after the parameters
     extra_cond: int = 0
+    #: operator calls per :meth:`step` (the cost of one model step)
+    calls_per_step: int = 1
 
     def __init__(self, operator: Mapping[str, Any], *, n_channels: int, n_dims: int, n_params: int = 0,
                  history: int = 1, has_mask: bool = False, periodic: bool = False,

@@ -1,0 +1,249 @@
+"""Evaluate trained surrogates by long rollouts on a dataset split: what ``sciflow rollout`` runs.
+
+Checkpoints -> ensemble -> :func:`sciflow.rollout.rollout` over the chosen trajectories ->
+:class:`sciflow.results.RolloutCollector` -> netCDF file, plots and a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from sciflow.data.datamodule import SciflowData
+from sciflow.data.trajectories import Trajectories
+from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
+from sciflow.results import RolloutCollector, summarize, write_results
+from sciflow.rollout import Projection, rollout
+from sciflow.surrogate import Surrogate
+
+# what every ensemble member must agree on, and how a mismatch is described
+_SHARED = ("channels", "params", "dt", "spatial_dims", "spatial_shape")
+
+
+class CardMismatchWarning(UserWarning):
+    """A checkpoint was trained on a different version of the dataset card."""
+
+
+def load_ensemble(
+    ckpts: Sequence[str | os.PathLike], map_location: str | torch.device = "cpu"
+) -> list[Surrogate]:
+    """Load checkpoints and check that they can form one ensemble: same channels, parameters,
+    time step (dt) and grid; the error names the checkpoint that differs."""
+    if not ckpts:
+        raise ValueError("no checkpoints given")
+    models = []
+    for path in ckpts:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+        models.append(Surrogate.load(path, map_location=map_location))
+    ref = models[0].hparams.data_spec
+    for path, m in zip(ckpts[1:], models[1:]):
+        spec = m.hparams.data_spec
+        for key in _SHARED:
+            if spec.get(key) != ref.get(key):
+                raise ValueError(
+                    f"{path}: {key} {spec.get(key)!r} differs from {ckpts[0]}'s {ref.get(key)!r}; "
+                    f"ensemble members must share channels, parameters, dt and grid"
+                )
+    return models
+
+
+def _fields_for(traj: Trajectories, channels: list[str]) -> list[str] | None:
+    """Stored field names whose channels, in order, are ``channels`` (None if impossible)."""
+    infos = traj.files[0].fields
+    out, pos = [], 0
+    while pos < len(channels):
+        match = next(
+            (i for i in infos if list(i.channels) == channels[pos : pos + len(i.channels)]), None
+        )
+        if match is None:
+            return None
+        out.append(match.name)
+        pos += len(match.channels)
+    return out
+
+
+def _trajectories(dm: SciflowData, split: str, channels: list[str]) -> Trajectories:
+    traj = dm.trajectories(split)
+    if list(traj.channel_names) != channels:
+        fields = _fields_for(traj, channels)
+        if fields is None:
+            raise ValueError(
+                f"dataset {dm.card.name!r} split {split!r}: channels {traj.channel_names} do not match the "
+                f"model's {channels}, and no choice of stored fields gives them"
+            )
+        traj = Trajectories([wf.path for wf in traj.files], fields)
+    return traj
+
+
+def run_rollout(
+    ckpts: Sequence[str | os.PathLike],
+    data: str,
+    *,
+    root: str | os.PathLike | None = None,
+    split: str = "test",
+    trajectories: Sequence[int] | None = None,
+    steps: int | None = None,
+    samples: int = 1,
+    start: int = 0,
+    seed: int = 0,
+    keep_members: bool = False,
+    out: str | os.PathLike = "rollout.nc",
+    plots: bool = True,
+    plot_steps: Sequence[int] | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+    max_batch: int | None = None,
+    blowup: float = 1e3,
+    project: Projection | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Roll an ensemble of checkpoints out on a dataset split and save results, plots and scores.
+
+    Args:
+        ckpts: checkpoint paths (one per ensemble model).
+        data: dataset card name or path; ``root`` overrides where its files are.
+        split: ``train``, ``valid`` or ``test``.
+        trajectories: indices into the split (default all).
+        steps: model steps (default as many as every chosen trajectory allows).
+        samples: stochastic samples per model.
+        start: stored frame where the history window starts; the first ``h`` frames at the
+            model's time step are the initial condition, the last of them is t = 0.
+        seed, blowup, project, max_batch: passed to :func:`~sciflow.rollout.rollout`.
+        keep_members: store every member's fields in the dataset.
+        out: netCDF path; plots go next to it as ``<stem>_fields.png`` and ``<stem>_errors.png``
+            (1D data also ``<stem>_spacetime.png``).
+        plot_steps: model steps shown in the field plot (default spread over the rollout).
+        batch_size: trajectories per rollout batch (default all at once).
+        device: where the models run.
+
+    Returns:
+        ``(dataset, summary)``: the results (see :mod:`sciflow.results`) and
+        :func:`~sciflow.results.summarize` of them.
+    """
+    models = [m.to(device) for m in load_ensemble(ckpts)]
+    spec = models[0].hparams.data_spec
+    dm = SciflowData(data, root=None if root is None else str(root))
+    for path, m in zip(ckpts, models):
+        trained_on = m.hparams.data_spec.get("card_hash")
+        if trained_on and trained_on != dm.card.hash:
+            warnings.warn(
+                f"{path}: trained on a different version of card {spec.get('card')!r} (hash "
+                f"{trained_on[:12]}) than {dm.card.name!r} now (hash {dm.card.hash[:12]})",
+                CardMismatchWarning,
+                stacklevel=2,
+            )
+    channels = list(spec["channels"])
+    traj = _trajectories(dm, split, channels)
+    if list(traj.param_names) != list(spec["params"]):
+        raise ValueError(
+            f"split {split!r} has parameters {traj.param_names}, the models {spec['params']}"
+        )
+    if list(traj.spatial_shape) != list(spec["spatial_shape"]):
+        raise ValueError(
+            f"split {split!r} has grid {list(traj.spatial_shape)}, the models {spec['spatial_shape']}"
+        )
+    ts = int(spec.get("time_step", 1))
+    h = max(int(m.hparams.data_spec.get("history", 1)) for m in models)
+    idx = list(range(len(traj))) if trajectories is None else [int(i) for i in trajectories]
+    bad = [i for i in idx if not 0 <= i < len(traj)]
+    if bad or not idx:
+        raise ValueError(f"trajectories {bad or idx} out of range: split {split!r} has {len(traj)}")
+    t0 = start + (h - 1) * ts  # stored frame of t = 0
+    room = {i: (traj.n_steps(i) - 1 - t0) // ts for i in idx}
+    if steps is None:
+        steps = min(room.values())
+    if steps < 1:
+        short = min(room, key=room.get)
+        raise ValueError(
+            f"trajectory {short} of split {split!r} has {traj.n_steps(short)} frames: no room for a step after "
+            f"{h} history frames from frame {start} at a time step of {ts} frames"
+        )
+    short = [i for i in idx if room[i] < steps]
+    if short:
+        raise ValueError(
+            f"{steps} steps of {ts} frames from frame {t0} do not fit trajectories {short} of split {split!r} "
+            f"(they allow {min(room[i] for i in short)})"
+        )
+    truth = np.stack(
+        [traj.read(i, t0, t0 + steps * ts + 1, ts) for i in idx]
+    )  # (B, steps+1, C, *S)
+    history = np.stack([traj.read(i, start, t0 + 1, ts) for i in idx])  # (B, h, C, *S)
+    params = np.stack([traj.params(i) for i in idx]).astype(np.float32)
+    mask = np.stack([traj.mask(i) for i in idx])
+    files = [traj.files[traj.index[i][0]] for i in idx]
+    dt = float(spec["dt"])
+    attrs = {
+        "checkpoints": [os.fspath(c) for c in ckpts],
+        "card": dm.card.name,
+        "card_hash": dm.card.hash,
+        "checkpoint_card_hashes": [m.hparams.data_spec.get("card_hash") or "" for m in models],
+        "split": split,
+        "seed": seed,
+        "start_frame": start,
+        "time_step_frames": ts,
+        "blowup": blowup,
+        "projected": project is not None,
+    }
+    collector = RolloutCollector(
+        truth[:, 0],
+        steps=steps,
+        dt=dt,
+        channels=channels,
+        coords={d: traj.files[0].coords[d] for d in traj.spatial_dims},
+        n_members=len(models) * samples,
+        samples=samples,
+        truth=truth,
+        mask=mask,
+        params=params,
+        param_names=traj.param_names,
+        trajectories=idx,
+        trajectory_coords={
+            "file": [wf.path.name for wf in files],
+            "index_in_file": [traj.index[i][1] for i in idx],
+            "t0": [float(wf.time[t0]) for wf in files],
+        },
+        keep_members=keep_members,
+        attrs=attrs,
+    )
+    mask_t = torch.from_numpy(mask) if traj.has_mask else None
+    chunk = len(idx) if batch_size is None else int(batch_size)
+    for a in range(0, len(idx), chunk):
+        b = slice(a, min(a + chunk, len(idx)))
+        stream = rollout(
+            models,
+            torch.from_numpy(history[b]),
+            torch.from_numpy(params[b]),
+            steps,
+            samples=samples,
+            mask=None if mask_t is None else mask_t[b],
+            seed=seed + a,
+            project=project,
+            blowup=blowup,
+            progress=progress,
+            max_batch=max_batch,
+            dt=dt,
+        )
+        for step in stream:
+            collector.update(step, batch=b)
+    ds = collector.dataset()
+    out = Path(out)
+    write_results(ds, out)
+    if plots:
+        stem = out.with_suffix("")
+        chosen = default_plot_steps(steps) if plot_steps is None else list(plot_steps)
+        plot_fields(ds, chosen, 0, 0, path=f"{stem}_fields.png")
+        plot_error_curves(ds, path=f"{stem}_errors.png")
+        if len(traj.spatial_dims) == 1:
+            plot_spacetime(ds, 0, 0, path=f"{stem}_spacetime.png")
+    return ds, summarize(ds)
+
+
+__all__ = ["CardMismatchWarning", "load_ensemble", "run_rollout"]

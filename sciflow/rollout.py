@@ -1,0 +1,276 @@
+"""The rollout engine: an ensemble of surrogates stepped autoregressively, one step at a time.
+
+``rollout`` is a generator. Each model of a deep ensemble runs its ``samples`` stochastic copies
+of the batch through the operator together, as one batch of ``samples * B``; the members of a
+step are stacked model-major (member ``m = model * samples + sample``). Only the last ``h``
+frames of each member are kept, so memory does not grow with the number of steps: consumers
+(metrics, the results collector) take what they need from each yielded :class:`Step`.
+
+Blow-up handling is per member and batch element: a state with a NaN/Inf, or larger than
+``blowup`` times the initial condition's largest magnitude (per channel), is stopped and reads
+NaN from then on, while the others go on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from sciflow.surrogate import Surrogate
+
+Projection = Callable[[Tensor, int], Tensor]
+
+
+class BlowupWarning(RuntimeWarning):
+    """Some ensemble members left the plausible range and were stopped."""
+
+
+@dataclass
+class Step:
+    """One model step of a rollout.
+
+    Attributes:
+        index: model step ``k = 1..steps``.
+        time: ``k * dt`` in seconds.
+        members: ``(M, B, C, *S)`` states in physical units; ``M = len(models) * samples``,
+            member ``m`` comes from model ``m // samples``.
+        alive: ``(M, B)`` bool; False once a member blew up (its values are NaN from then on).
+    """
+
+    index: int
+    time: float
+    members: Tensor
+    alive: Tensor
+
+
+def member_seed(seed: int, model: int) -> int:
+    """The generator seed of ``model`` in an ensemble rolled out with ``seed``.
+
+    Derived with numpy's ``SeedSequence`` so that models get independent, reproducible streams.
+    """
+    return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _spec(model: Surrogate) -> dict:
+    try:
+        return dict(model.hparams["data_spec"])
+    except (AttributeError, KeyError, TypeError):
+        raise TypeError(
+            f"rollout: {type(model).__name__} has no hparams.data_spec; pass Surrogate models"
+        ) from None
+
+
+def _device(model: Surrogate) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def blowup_limit(initial: Tensor, factor: float, floor: Tensor | None = None) -> Tensor:
+    """Per-channel magnitude beyond which a state counts as blown up: ``(C,)``.
+
+    ``factor`` times the largest ``|initial|`` of each channel over batch, history and space
+    (``initial: (B, h, C, *S)``). A channel that is zero at the start (a fluid at rest) would
+    stop every member at once, so ``floor: (C,)`` (a typical magnitude, e.g. ``|mean| + std``
+    of the training data) is used where it is larger.
+    """
+    C = initial.shape[2]
+    scale = initial.detach().abs().transpose(0, 2).reshape(C, -1).amax(dim=1)
+    if floor is not None:
+        scale = torch.maximum(scale, floor.to(scale))
+    return factor * scale
+
+
+def _typical_magnitude(model: Surrogate, C: int) -> Tensor | None:
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    if not isinstance(mean, Tensor) or not isinstance(std, Tensor) or mean.numel() != C:
+        return None
+    return (mean.abs() + std).reshape(C).float()
+
+
+def rollout(
+    models: Sequence[Surrogate],
+    initial: Tensor,
+    params: Tensor,
+    steps: int,
+    *,
+    samples: int = 1,
+    mask: Tensor | None = None,
+    seed: int = 0,
+    project: Projection | None = None,
+    blowup: float = 1e3,
+    progress: bool = False,
+    max_batch: int | None = None,
+    dt: float | None = None,
+) -> Iterator[Step]:
+    """Roll an ensemble forward ``steps`` model steps and yield one :class:`Step` per step.
+
+    Args:
+        models: surrogates sharing channels and parameters (architectures may differ); each
+            uses the last ``data_spec["history"]`` frames of ``initial``.
+        initial: ``(B, h, C, *S)`` history frames in physical units; the last one is t = 0.
+        params: ``(B, P)`` operating parameters.
+        steps: number of model steps.
+        samples: stochastic samples per model (members ``M = len(models) * samples``).
+        mask: ``(B, *S)`` bool fluid cells, or None.
+        seed: seeds one ``torch.Generator`` per model (:func:`member_seed`); the same seed (and
+            ``max_batch``) gives the same members.
+        project: ``project(members (M, B, C, *S), k) -> members``, applied to each step's members
+            after the blow-up check and before they are fed back (conservation projection).
+            Stopped members are NaN when it sees them and are set back to NaN afterwards.
+        blowup: a member stops when its state has a NaN/Inf or exceeds ``blowup`` times the
+            largest ``|initial|`` of a channel (see :func:`blowup_limit`).
+        progress: show a tqdm bar over steps.
+        max_batch: largest batch per operator call (the ``samples * B`` copies are chunked).
+        dt: seconds per model step; default the models' ``data_spec["dt"]``.
+
+    Yields:
+        ``Step(index=k, time=k * dt, members (M, B, C, *S), alive (M, B))`` for ``k = 1..steps``.
+    """
+    if not models:
+        raise ValueError("rollout: no models given")
+    if samples < 1:
+        raise ValueError(f"rollout: samples must be >= 1, got {samples}")
+    if steps < 0:
+        raise ValueError(f"rollout: steps must be >= 0, got {steps}")
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"rollout: max_batch must be >= 1, got {max_batch}")
+    specs = [_spec(m) for m in models]
+    histories = [int(s.get("history", 1)) for s in specs]
+    C, P = len(specs[0]["channels"]), len(specs[0]["params"])
+    n_dims = len(specs[0]["spatial_shape"])
+    if initial.ndim != 3 + n_dims or initial.shape[2] != C:
+        raise ValueError(
+            f"rollout: initial must be (B, h, C={C}, *S) with {n_dims} spatial axes, got {tuple(initial.shape)}"
+        )
+    B, h = initial.shape[:2]
+    if h < max(histories):
+        raise ValueError(
+            f"rollout: initial has {h} history frames but a model needs {max(histories)}"
+        )
+    if tuple(params.shape) != (B, P):
+        raise ValueError(f"rollout: params must be (B={B}, P={P}), got {tuple(params.shape)}")
+    S = tuple(initial.shape[3:])
+    if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (B, *S)):
+        raise ValueError(
+            f"rollout: mask must be bool (B, *S) = {(B, *S)}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+    if dt is None:
+        dts = {float(s.get("dt", 1.0)) for s in specs}
+        if len(dts) > 1:
+            raise ValueError(f"rollout: models disagree on dt (seconds per step): {sorted(dts)}")
+        dt = dts.pop()
+
+    device = _device(models[0])
+    initial = initial.to(device=device, dtype=torch.float32)
+    params = params.to(device=device, dtype=torch.float32)
+    mask = None if mask is None else mask.to(device)
+    limit = blowup_limit(initial, blowup, _typical_magnitude(models[0], C)).view(
+        1, 1, C, *([1] * n_dims)
+    )
+    generators = [
+        torch.Generator(device=_device(m)).manual_seed(member_seed(seed, i))
+        for i, m in enumerate(models)
+    ]
+    # per model: (samples * B, h_m, C, *S), row s * B + b
+    windows = [
+        initial[:, h - hm :].repeat(samples, *([1] * (initial.ndim - 1))) for hm in histories
+    ]
+    rep_params = params.repeat(samples, 1)
+    rep_mask = None if mask is None else mask.repeat(samples, *([1] * n_dims))
+    M = len(models) * samples
+    alive = torch.ones(M, B, dtype=torch.bool, device=device)
+
+    bar = tqdm(range(1, steps + 1), desc="rollout", unit="step", disable=not progress)
+    try:
+        for k in bar:
+            members, alive = _advance(
+                models,
+                windows,
+                generators,
+                rep_params,
+                rep_mask,
+                alive,
+                limit,
+                k,
+                dt,
+                samples,
+                max_batch,
+                project,
+            )
+            yield Step(index=k, time=k * dt, members=members, alive=alive.clone())
+    finally:
+        bar.close()
+
+
+@torch.no_grad()
+def _advance(
+    models, windows, generators, params, mask, alive, limit, k, dt, samples, max_batch, project
+) -> tuple[Tensor, Tensor]:
+    """One step of every member; updates ``windows`` in place (list items) and returns
+    ``(members (M, B, C, *S), alive (M, B))``. Kept out of the generator body so that no-grad
+    mode never leaks to the consumer across a ``yield``."""
+    B = alive.shape[1]
+    outs = []
+    for model, window, gen in zip(models, windows, generators):
+        N = window.shape[0]
+        chunk = N if max_batch is None else max_batch
+        dev = gen.device
+        parts = [
+            model.predict_next(
+                window[a : a + chunk].to(dev),
+                params[a : a + chunk].to(dev),
+                None if mask is None else mask[a : a + chunk].to(dev),
+                generator=gen,
+            )
+            for a in range(0, N, chunk)
+        ]
+        nxt = torch.cat(parts).to(device=alive.device, dtype=torch.float32)
+        outs.append(nxt.reshape(samples, B, *nxt.shape[1:]))
+    members = torch.cat(outs)  # (M, B, C, *S)
+
+    bad = ~torch.isfinite(members) | (members.abs() > limit)
+    dims = tuple(range(2, members.ndim))
+    new_dead = alive & bad.any(dim=dims)
+    if bool(new_dead.any()):
+        pairs = torch.nonzero(new_dead).tolist()
+        shown = ", ".join(
+            f"member {m} (model {m // samples}, sample {m % samples}) of batch element {b}"
+            for m, b in pairs[:10]
+        )
+        more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
+        warnings.warn(
+            f"rollout: blew up at step {k} (t = {k * dt:.6g} s), stopped: {shown}{more} "
+            f"(NaN/Inf or beyond the blow-up limit {limit.flatten().tolist()})",
+            BlowupWarning,
+            stacklevel=3,
+        )
+    alive = alive & ~new_dead
+    dead_view = (~alive).view(*alive.shape, *([1] * (members.ndim - 2)))
+    members = members.masked_fill(dead_view, float("nan"))
+    if project is not None:
+        projected = project(members, k)
+        if not isinstance(projected, Tensor) or projected.shape != members.shape:
+            raise ValueError(
+                f"rollout: project returned {getattr(projected, 'shape', type(projected))}, expected the "
+                f"members' shape {tuple(members.shape)}"
+            )
+        members = projected.to(members.dtype).masked_fill(dead_view, float("nan"))
+
+    # feed back: stopped members carry zeros (finite) so they cannot disturb batched operators
+    fed = members.masked_fill(dead_view, 0.0)
+    for i in range(len(windows)):
+        new = fed[i * samples : (i + 1) * samples].reshape(samples * B, 1, *members.shape[2:])
+        windows[i] = torch.cat([windows[i][:, 1:], new], dim=1)
+    return members, alive
+
+
+__all__ = ["BlowupWarning", "Projection", "Step", "blowup_limit", "member_seed", "rollout"]

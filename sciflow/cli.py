@@ -28,19 +28,27 @@ def lightning_main(argv: list[str]) -> None:
     class SciflowCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
             parser.link_arguments("data", "model.data_spec", compute_fn=lambda dm: dm.spec, apply_on="instantiate")
+            # Two checkpoint callbacks: `checkpoint` keeps last.ckpt up to date (every epoch, and
+            # every N steps when asked) so a killed run resumes with `--ckpt_path last`; `best`
+            # keeps the checkpoint with the lowest validation NMSE. They are separate because a
+            # monitored callback cannot save before the first validation.
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.add_lightning_class_args(ModelCheckpoint, "best")
+            parser.link_arguments("checkpoint.dirpath", "best.dirpath")
             parser.set_defaults({
-                "checkpoint.monitor": "val/nmse",
-                "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
-                "checkpoint.filename": "best",
+                "checkpoint.save_top_k": 0,
+                "best.monitor": "val/nmse",
+                "best.mode": "min",
+                "best.filename": "best",
+                "best.save_last": False,
             })
 
     # wandb, when a config picks it, stays offline unless the user says otherwise
     os.environ.setdefault("WANDB_MODE", "offline")
     SciflowCLI(
         Surrogate, SciflowData,
-        args=argv,
+        args=None if argv == sys.argv[1:] else argv,
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": "runs", "name": "default"}},

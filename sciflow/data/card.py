@@ -104,7 +104,7 @@ class DatasetCard:
         cases and reproducible for a given selection; a larger selection may move a case to another
         split (the generator then moves its file instead of simulating it again).
         """
-        if subset == "all":
+        if subset == "all" and "all" not in self.subsets:
             names = list(self.subsets)
             if n is None:
                 return [c for s in names for c in self.cases(s)]

@@ -88,12 +88,13 @@ def check_file(path: str | os.PathLike, *, scan_values: bool = True) -> list[Iss
                     add(f"dimensions/{d}", "missing dataset (listed in spatial_dims)")
                     continue
                 c = np.asarray(g[d][()])
-                if c.ndim != 1:
-                    add(f"dimensions/{d}", f"expected a 1-D coordinate array, found shape {c.shape}")
+                per_sample = bool(g[d].attrs.get("sample_varying", False))
+                if not (c.ndim == 1 or (per_sample and c.ndim == 2 and c.shape[0] == B)):
+                    add(f"dimensions/{d}", f"expected shape (n,), or ({B}, n) with sample_varying, found {c.shape}")
                     continue
-                if c.shape[0] > 1 and not np.all(np.diff(c) > 0):
+                if c.shape[-1] > 1 and not np.all(np.diff(c, axis=-1) > 0):
                     add(f"dimensions/{d}", "coordinates not strictly increasing")
-                sizes.append(c.shape[0])
+                sizes.append(c.shape[-1])
             S = tuple(sizes)
 
         # scalars / parameters -------------------------------------------------------------------

@@ -94,7 +94,8 @@ def write_well(
     t0_fields, t1_fields, t2_fields = dict(t0_fields or {}), dict(t1_fields or {}), dict(t2_fields or {})
     params = dict(params or {})
     dims = list(coords)
-    S = tuple(len(coords[d]) for d in dims)
+    # a coordinate is (n,), or (B, n) when it varies between trajectories (e.g. domain length)
+    S = tuple(int(np.shape(coords[d])[-1]) for d in dims)
     D = len(dims)
     T = int(np.shape(time)[0])
     all_fields = {**t0_fields, **t1_fields, **t2_fields}
@@ -137,8 +138,11 @@ def write_well(
         ds.attrs["sample_varying"] = False
         ds.attrs["time_varying"] = True
         for d in dims:
-            ds = g.create_dataset(d, data=np.asarray(coords[d], dtype=np.float32))
-            ds.attrs["sample_varying"] = False
+            c = np.asarray(coords[d], dtype=np.float32)
+            if c.ndim == 2 and c.shape[0] != B:
+                raise ValueError(f"{path}: dimensions/{d}: expected shape ({S[dims.index(d)]},) or ({B}, ...), found {c.shape}")
+            ds = g.create_dataset(d, data=c)
+            ds.attrs["sample_varying"] = c.ndim == 2
             ds.attrs["time_varying"] = False
 
         g = f.create_group("scalars")
@@ -225,13 +229,17 @@ def write_cases(
         mask = masks[0]
     else:
         mask = np.stack(masks)
+    coords = {}
+    for d, c0 in first.coords.items():
+        same = all(np.array_equal(c.coords[d], c0) for c in cases)
+        coords[d] = c0 if same else np.stack([c.coords[d] for c in cases])
     merged = dict(attrs or {})
     merged["cases"] = [c.attrs for c in cases]
     return write_well(
         path,
         dataset_name=dataset_name,
         time=first.time,
-        coords=first.coords,
+        coords=coords,
         t0_fields=stack(lambda c: c.scalar_fields),
         t1_fields=stack(lambda c: c.vector_fields),
         params={n: np.array([c.params[n] for c in cases]) for n in first.params},

@@ -109,10 +109,12 @@ class WellFile:
                     f"n_spatial_dims = {int(f.attrs['n_spatial_dims'])}"
                 )
             self.time = np.asarray(self._require(f, "dimensions/time")[()], dtype=np.float64)
-            self.coords = {
+            # per-trajectory coordinates (B, n) are allowed; `coords` holds trajectory 0's
+            self._coords = {
                 d: np.asarray(self._require(f, f"dimensions/{d}")[()], dtype=np.float64)
                 for d in self.spatial_dims
             }
+            self.coords = {d: c if c.ndim == 1 else c[0] for d, c in self._coords.items()}
             self.fields: list[FieldInfo] = []
             self.mask_info: FieldInfo | None = None
             for order, group in enumerate(FIELD_GROUPS):
@@ -184,6 +186,10 @@ class WellFile:
     def params(self, traj: int) -> np.ndarray:
         """Operating parameters of trajectory ``traj``: ``(P,)`` float64."""
         return self._params[traj]
+
+    def coords_of(self, traj: int) -> dict[str, np.ndarray]:
+        """Coordinates of trajectory ``traj``: axis name -> ``(n,)``."""
+        return {d: c if c.ndim == 1 else c[traj] for d, c in self._coords.items()}
 
     def mask(self, traj: int) -> np.ndarray | None:
         """Fluid mask ``(*S)`` bool of trajectory ``traj``, or None when the file has none."""

@@ -53,13 +53,14 @@ def run_job(card: DatasetCard, job: FileJob) -> tuple[Path, float]:
     problem = get_problem(card.problem)
     start = time.perf_counter()
     split = job.cases[0].split
-    results = []
-    for c in job.cases:
-        case = problem.simulate(
-            c.params, grid=tuple(card.grid), frames=card.frames_for(split), frame_dt=float(card.dt), seed=c.seed
-        )
+    kwargs = {"grid": tuple(card.grid), "frames": card.frames_for(split), "frame_dt": float(card.dt)}
+    if len(job.cases) > 1 and hasattr(problem, "simulate_batch"):
+        # problems that vectorise over trajectories (KS) simulate a file's cases together
+        results = problem.simulate_batch([c.params for c in job.cases], seeds=[c.seed for c in job.cases], **kwargs)
+    else:
+        results = [problem.simulate(c.params, seed=c.seed, **kwargs) for c in job.cases]
+    for c, case in zip(job.cases, results):
         case.attrs.update(case_id=c.case_id, subset=c.subset, split=c.split, seed=c.seed)
-        results.append(case)
     elapsed = time.perf_counter() - start
     write_cases(
         job.path, results, dataset_name=card.name,

@@ -18,20 +18,12 @@ import torch
 from torch import Tensor
 
 import sciflow
+from sciflow.metrics.spatial import nmse
 from sciflow.steppers import Stepper, build_stepper
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the message names the step."""
-
-
-def masked_nmse(pred: Tensor, truth: Tensor, mask: Tensor | None) -> Tensor:
-    """CFDBench's NMSE per sample, ``MSE / mean(truth^2)`` over fluid cells: ``(B, C, *S) -> (B,)``."""
-    m = torch.ones_like(truth[:, :1]) if mask is None else mask.unsqueeze(1).to(truth.dtype)
-    dims = tuple(range(1, truth.ndim))
-    err = torch.sum(m * (pred - truth) ** 2, dims)
-    ref = torch.sum(m * truth**2, dims)
-    return err / ref.clamp_min(torch.finfo(truth.dtype).tiny)
 
 
 class Surrogate(L.LightningModule):
@@ -167,9 +159,9 @@ class Surrogate(L.LightningModule):
             loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
             pred = self.predict_next(hist, params, mask)
             self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/nmse", masked_nmse(pred, target[:, 0], mask).mean(), batch_size=B,
+            self.log(f"{stage}/nmse", nmse(pred, target[:, 0], mask).mean().float(), batch_size=B,
                      add_dataloader_idx=False, sync_dist=True, prog_bar=True)
-            self.log(f"{stage}/nmse_copy", masked_nmse(hist[:, -1], target[:, 0], mask).mean(), batch_size=B,
+            self.log(f"{stage}/nmse_copy", nmse(hist[:, -1], target[:, 0], mask).mean().float(), batch_size=B,
                      add_dataloader_idx=False, sync_dist=True)
         else:
             # autoregressive rollout from the window's start (deterministic stepping, seeded)
@@ -178,9 +170,9 @@ class Surrogate(L.LightningModule):
             errs = []
             for k in range(target.shape[1]):
                 nxt = self.predict_next(window, params, mask, generator=gen)
-                errs.append(masked_nmse(nxt, target[:, k], mask))
+                errs.append(nmse(nxt, target[:, k], mask))
                 window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
-            errs_t = torch.stack(errs, 1)  # (B, K)
+            errs_t = torch.stack(errs, 1).float()  # (B, K)
             self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)
             self.log(f"{stage}/rollout_nmse_last", errs_t[:, -1].mean(), batch_size=B,
                      add_dataloader_idx=False, sync_dist=True)

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -160,6 +161,10 @@ def test_cylinder_mask_params_and_dt(tmp_path):
         expected = np.ones((NX, NY), bool)
         expected[1:3, 2:4] = False  # x-first
         np.testing.assert_array_equal(wf.mask(0), expected)
+        assert wf.boundaries["cylinder"]["bc_type"] == "wall"
+        assert wf.boundaries["left"]["bc_type"] == "open"
+        with h5py.File(p) as f:
+            np.testing.assert_array_equal(f["boundary_conditions/cylinder/mask"][()], ~expected)
         np.testing.assert_allclose(wf.params(0), [1.0, 10.0, 1e-3, 0.02, 0.06, 0.16, 0.06, 0.06])
         np.testing.assert_allclose(wf.time[:3], [0, 0.001, 0.002], atol=1e-9)
         assert wf.coords["x"][0] == pytest.approx(-0.06 + 0.5 * 0.22 / NX)

@@ -78,6 +78,7 @@ _PARAMS: dict[str, list[tuple[str, tuple[str, ...], Callable[[float], float]]]] 
                  ("y1", ("y_min",), abs), ("y2", ("y_max",), _ident)],
 }
 _MASKED = ("cylinder", "dam")
+_OBSTACLE = {"cylinder": "cylinder", "dam": "barrier"}  # wall group over the solid cells
 
 
 @dataclass
@@ -295,7 +296,9 @@ def import_cfdbench(
             t1_fields={"velocity": vel[None]},
             params=c.params,
             mask=mask,
-            boundaries=_boundaries(problem, c.params, nx, ny),
+            boundaries=_boundaries(problem, c.params, nx, ny) + (
+                [BoundarySpec(_OBSTACLE[problem], "wall", ["x", "y"], ~mask, ["velocity"])]
+                if mask is not None else []),
             attrs={
                 "dt": dt,
                 "generator": {"importer": "sciflow.data.importers.cfdbench", "source_format": "cfdbench",

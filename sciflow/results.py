@@ -347,9 +347,11 @@ def summarize(
     steps ``1..T`` (``*_mean``), at step 1 (``*_step1``) and at the last step (``*_last``); the
     high-correlation times (s) at ``thresholds``; with an ensemble the CRPS, the spread-skill
     ratio (ratio of the averaged squared spread and skill) and the time the members decorrelate
-    from each other. A NaN (every member of a trajectory stopped) becomes None.
+    from each other; ``alive_fraction_last`` and ``stopped_trajectories`` (no member left).
 
-    A trajectory whose members all blew up counts as decorrelated from then on.
+    Means do not skip NaN: a trajectory whose members all blew up (or, for ensemble scores, with
+    fewer than two members left) makes the mean None rather than silently better; for the
+    correlation times it counts as decorrelated from then on.
     """
     T = ds.sizes["time"]
     M = ds.sizes.get("member", 1)
@@ -362,16 +364,18 @@ def summarize(
         else (float(ds.time[1] - ds.time[0]) if T > 1 else None),
     }
     if "alive" in ds:
-        out["alive_fraction_last"] = _plain(ds.alive.isel(time=-1).mean())
+        last_alive = ds.alive.isel(time=-1)
+        out["alive_fraction_last"] = _plain(last_alive.mean())
+        out["stopped_trajectories"] = int((~last_alive.any("member")).sum())
     if T < 2 or "nmse" not in ds:
         return out
     later = ds.isel(time=slice(1, None))
     for name in SCORES:
         if name in ds:
             v = ds[name]
-            out[f"{name}_mean"] = _plain(later[name].mean().values)
-            out[f"{name}_step1"] = _plain(v.isel(time=1).mean().values)
-            out[f"{name}_last"] = _plain(v.isel(time=-1).mean().values)
+            out[f"{name}_mean"] = _plain(later[name].mean(skipna=False).values)
+            out[f"{name}_step1"] = _plain(v.isel(time=1).mean(skipna=False).values)
+            out[f"{name}_last"] = _plain(v.isel(time=-1).mean(skipna=False).values)
     times = torch.from_numpy(ds.time.values.astype(np.float64))
     corr = torch.from_numpy(np.nan_to_num(ds.correlation.values.T, nan=0.0))  # (T, B)
     for th in thresholds:
@@ -379,12 +383,18 @@ def summarize(
             metrics.high_correlation_time(corr, times, th)
         )
     if "crps" in ds:
-        out["crps_mean"] = _plain(later.crps.mean().values)
-        out["crps_last"] = _plain(ds.crps.isel(time=-1).mean().values)
-        spread2, skill2 = (later.spread**2).mean().values, (later.skill**2).mean().values
+        out["crps_mean"] = _plain(later.crps.mean(skipna=False).values)
+        out["crps_last"] = _plain(ds.crps.isel(time=-1).mean(skipna=False).values)
+        spread2, skill2 = (
+            (later.spread**2).mean(skipna=False).values,
+            (later.skill**2).mean(skipna=False).values,
+        )
         out["spread_skill"] = _plain(np.sqrt(spread2 / skill2)) if skill2 > 0 else None
         last = ds.isel(time=-1)
-        s2, k2 = (last.spread**2).mean().values, (last.skill**2).mean().values
+        s2, k2 = (
+            (last.spread**2).mean(skipna=False).values,
+            (last.skill**2).mean(skipna=False).values,
+        )
         out["spread_skill_last"] = _plain(np.sqrt(s2 / k2)) if k2 > 0 else None
         sc = torch.from_numpy(np.nan_to_num(ds.sample_correlation.values.T, nan=0.0))
         for th in thresholds:

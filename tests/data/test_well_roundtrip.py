@@ -210,3 +210,23 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         tmp.write_text("whole")
     assert (tmp_path / "sub" / "h.txt").read_text() == "whole"
     assert [q.name for q in (tmp_path / "sub").iterdir()] == ["h.txt"]
+
+
+def test_per_trajectory_coordinates(tmp_path):
+    from sciflow.data.check import check_file
+
+    L = np.array([[60.0], [64.0], [70.0]])
+    x = np.arange(8)[None, :] * L / 8  # (B, n): each trajectory has its own domain length
+    u = np.random.default_rng(3).normal(size=(B, T, 8))
+    path = write_well(tmp_path / "ks.hdf5", dataset_name="ks", time=np.arange(T) * 0.2,
+                      coords={"x": x}, t0_fields={"u": u}, params={"L": L[:, 0]})
+    assert check_file(path) == []
+    wf = WellFile(path)
+    assert wf.spatial_shape == (8,)
+    np.testing.assert_allclose(wf.coords_of(2)["x"], x[2], rtol=1e-6)
+    np.testing.assert_allclose(wf.coords["x"], x[0], rtol=1e-6)  # trajectory 0's
+    with h5py.File(path) as f:
+        assert f["dimensions/x"].shape == (B, 8) and f["dimensions/x"].attrs["sample_varying"]
+    with pytest.raises(ValueError, match=r"dimensions/x: expected shape"):
+        write_well(tmp_path / "bad.hdf5", dataset_name="ks", time=np.arange(T), coords={"x": x[:2]},
+                   t0_fields={"u": u})

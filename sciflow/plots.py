@@ -48,6 +48,14 @@ def _trajectory(ds: xr.Dataset, trajectory: int) -> xr.Dataset:
     return ds.isel(trajectory=trajectory)
 
 
+def _edges(c: np.ndarray) -> tuple[float, float]:
+    """Outer cell edges of cell-centred coordinates ``c`` (so pixels sit on their centres)."""
+    c = np.asarray(c, dtype=float)
+    if c.size < 2:
+        return float(c[0]) - 0.5, float(c[0]) + 0.5
+    return float(c[0] - (c[1] - c[0]) / 2), float(c[-1] + (c[-1] - c[-2]) / 2)
+
+
 def _spatial_dims(ds: xr.Dataset) -> list[str]:
     return [d for d in ds["mean"].dims if d not in ("trajectory", "time", "channel")]
 
@@ -116,7 +124,7 @@ def plot_fields(
     mask = ds1["mask"].values if "mask" in ds1 else None
     xd, yd = dims
     x, y = ds[xd].values, ds[yd].values
-    extent = (float(x[0]), float(x[-1]), float(y[0]), float(y[-1]))
+    extent = (*_edges(x), *_edges(y))
     data = [
         (title, field.isel(time=steps).transpose("time", xd, yd).values) for title, field in cols
     ]
@@ -200,7 +208,7 @@ def plot_spacetime(
     ds1 = _trajectory(ds, trajectory)
     cols = _panels(ds1, ch)
     x, t = ds[xd].values, ds.time.values
-    extent = (float(x[0]), float(x[-1]), float(t[0]), float(t[-1]))
+    extent = (*_edges(x), *_edges(t))
     data = [(title, f.transpose("time", xd).values) for title, f in cols]
     joint = np.concatenate([d for title, d in data if title in ("truth", "prediction")])
     fig = Figure(figsize=(3.3 * len(cols), 4.2), layout="constrained")

@@ -15,7 +15,7 @@ from sciflow.data.card import load_card
 from sciflow.data.check import check_file
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.importers import import_cfdbench
-from sciflow.data.reader import WellFile
+from sciflow.data.reader import DataFormatError, WellFile
 from sciflow.data.trajectories import split_files
 
 NY, NX, T = 6, 8, 7  # deliberately not square, so a missing transpose cannot pass
@@ -184,7 +184,7 @@ def test_tube_time_step_from_case_json_or_assumed(tmp_path):
 def test_missing_key_names_file_and_key(tmp_path):
     _case(tmp_path / "dam" / "bc" / "case0000",
           {"velocity": 1.0, "density": 100.0, "viscosity": 0.1, "barrier_height": 0.1}, seed=0)
-    with pytest.raises(KeyError, match=r"case0000/case\.json: missing key 'barrier_width'"):
+    with pytest.raises(DataFormatError, match=r"case0000/case\.json: missing key 'barrier_width'"):
         import_cfdbench(tmp_path / "dam", tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "data").exists()  # nothing written before every case.json passed
 

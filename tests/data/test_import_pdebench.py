@@ -10,7 +10,7 @@ import yaml
 from sciflow.data.card import load_card
 from sciflow.data.check import check_file
 from sciflow.data.importers import import_pdebench
-from sciflow.data.reader import WellFile
+from sciflow.data.reader import DataFormatError, WellFile
 from sciflow.data.trajectories import Trajectories, split_files
 
 N, T, X, Y = 10, 5, 12, 6
@@ -126,7 +126,7 @@ def test_per_field_needs_every_velocity_component(tmp_path):
         f["x-coordinate"] = np.arange(X)
         f["y-coordinate"] = np.arange(Y)
         f["t-coordinate"] = np.arange(T)
-    with pytest.raises(KeyError, match=r"\['Vy'\] missing"):
+    with pytest.raises(DataFormatError, match=r"\['Vy'\] missing"):
         import_pdebench(src, tmp_path / "out", progress=False)
 
 

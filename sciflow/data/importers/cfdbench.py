@@ -54,6 +54,7 @@ from sciflow.data.importers._common import (
     split_card,
     write_card,
 )
+from sciflow.data.reader import DataFormatError
 from sciflow.solvers.base import BoundarySpec
 
 PROBLEMS = ("cavity", "tube", "dam", "cylinder")
@@ -137,7 +138,7 @@ def _number(meta: dict[str, Any], keys: tuple[str, ...], where: Path) -> float:
             if not math.isfinite(v):
                 raise ValueError(f"{where}: key {k!r} holds {v}, expected a finite number")
             return v
-    raise KeyError(f"{where}: missing key {keys[0]!r}" + (f" (or {list(keys[1:])})" if keys[1:] else "")
+    raise DataFormatError(f"{where}: missing key {keys[0]!r}" + (f" (or {list(keys[1:])})" if keys[1:] else "")
                    + f"; the file has {sorted(meta)}")
 
 

@@ -49,6 +49,7 @@ from sciflow.data.importers._common import (
     split_card,
     write_card,
 )
+from sciflow.data.reader import DataFormatError
 from sciflow.solvers.base import BoundarySpec
 
 _DIMS = ("x", "y")
@@ -82,7 +83,7 @@ def _align_time(t: np.ndarray, T: int, where: str) -> np.ndarray:
 
 def _coord(f: h5py.Group, key: str, n: int, where: str) -> np.ndarray:
     if key not in f:
-        raise KeyError(f"{where}: missing coordinate dataset {key!r}; top-level keys: {sorted(f.keys())}")
+        raise DataFormatError(f"{where}: missing coordinate dataset {key!r}; top-level keys: {sorted(f.keys())}")
     c = np.asarray(f[key][()], dtype=np.float64).reshape(-1)
     if c.shape[0] != n:
         raise ValueError(f"{where}: {key} has {c.shape[0]} points, the data has {n} along that axis")
@@ -117,7 +118,7 @@ def _inspect(f: h5py.File, where: str, fields: Sequence[str] | None) -> _Layout:
         if any(k in f for k in vel_keys):
             missing = [k for k in vel_keys if k not in f]
             if missing:
-                raise KeyError(f"{where}: velocity components {missing} missing for {len(dims)}D data; "
+                raise DataFormatError(f"{where}: velocity components {missing} missing for {len(dims)}D data; "
                                f"top-level keys: {keys}")
             present.append("velocity")
         wanted = list(fields) if fields is not None else present
@@ -141,7 +142,7 @@ def _inspect(f: h5py.File, where: str, fields: Sequence[str] | None) -> _Layout:
         first = f[samples[0]]
         sw = f"{where}: group {samples[0]!r}"
         if "data" not in first:
-            raise KeyError(f"{sw}: missing dataset 'data'; it has {sorted(first.keys())}")
+            raise DataFormatError(f"{sw}: missing dataset 'data'; it has {sorted(first.keys())}")
         data = first["data"]
         dims = _spatial_dims(data.ndim - 2, sw, "data", data.shape)
         T, C = int(data.shape[0]), int(data.shape[-1])
@@ -149,7 +150,7 @@ def _inspect(f: h5py.File, where: str, fields: Sequence[str] | None) -> _Layout:
         if len(names) != C:
             raise ValueError(f"{sw}: data has {C} channels, fields={names} names {len(names)}")
         if "grid" not in first:
-            raise KeyError(f"{sw}: missing group 'grid'; it has {sorted(first.keys())}")
+            raise DataFormatError(f"{sw}: missing group 'grid'; it has {sorted(first.keys())}")
         coords = {d: _coord(first["grid"], d, data.shape[1 + k], f"{sw}/grid") for k, d in enumerate(dims)}
         time = _align_time(_coord_any(first["grid"], "t", f"{sw}/grid"), T, f"{sw}/grid/t")
         return _Layout("per-sample", len(samples), time, coords,
@@ -163,7 +164,7 @@ def _inspect(f: h5py.File, where: str, fields: Sequence[str] | None) -> _Layout:
 
 def _coord_any(g: h5py.Group, key: str, where: str) -> np.ndarray:
     if key not in g:
-        raise KeyError(f"{where}: missing dataset {key!r}; it has {sorted(g.keys())}")
+        raise DataFormatError(f"{where}: missing dataset {key!r}; it has {sorted(g.keys())}")
     return np.asarray(g[key][()], dtype=np.float64)
 
 
@@ -181,7 +182,7 @@ def _read_chunk(f: h5py.File, lay: _Layout, idx: list[int], where: str) -> tuple
     for i in idx:
         g = f[lay.samples[i]]
         if "data" not in g:
-            raise KeyError(f"{where}: group {lay.samples[i]!r}: missing dataset 'data'")
+            raise DataFormatError(f"{where}: group {lay.samples[i]!r}: missing dataset 'data'")
         d = g["data"]
         want = (T, *(len(c) for c in lay.coords.values()), len(lay.t0))
         if d.shape != want:

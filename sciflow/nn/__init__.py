@@ -1,5 +1,5 @@
 """Reusable layers shared by the operators: conditioning embeddings, FiLM and adaptive norms,
-grid helpers (padding, cropping, spectral resizing, coordinates)."""
+rotary position embeddings, grid helpers (padding, cropping, spectral resizing, coordinates)."""
 
 from sciflow.nn.embedding import ConditionEmbedding, FourierFeatures, check_cond
 from sciflow.nn.film import AdaptiveGroupNorm, AdaptiveLayerNorm, FiLM
@@ -10,6 +10,7 @@ from sciflow.nn.grid import (
     pad_spatial,
     pad_to_multiple,
 )
+from sciflow.nn.rotary import RotaryEmbedding1d, axis_positions
 
 __all__ = [
     "AdaptiveGroupNorm",
@@ -17,6 +18,8 @@ __all__ = [
     "ConditionEmbedding",
     "FiLM",
     "FourierFeatures",
+    "RotaryEmbedding1d",
+    "axis_positions",
     "check_cond",
     "coordinate_channels",
     "crop_spatial",

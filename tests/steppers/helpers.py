@@ -27,14 +27,16 @@ def make_stepper(spec, *, n_channels: int = 1, history: int = 1, n_params: int =
 
 
 class CallCounter(nn.Module):
-    """Wraps an operator and counts its forward calls."""
+    """Wraps an operator, counts its forward calls and keeps their inputs."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()
         self.inner, self.calls = inner, 0
+        self.inputs: list[Tensor] = []
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         self.calls += 1
+        self.inputs.append(x.detach().clone())
         return self.inner(x, cond)
 
 

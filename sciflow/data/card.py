@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import operator
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ import numpy as np
 import yaml
 
 SPLITS = ("train", "valid", "test")
+# keys a card may carry for readers that the code does not interpret
+DESCRIPTIVE_KEYS = {"boundary_conditions", "notes", "reference", "references", "validation", "source",
+                    "skipped", "differences", "units", "imported_from", "generator_notes"}
 
 
 class CardError(ValueError):
@@ -97,12 +101,12 @@ class DatasetCard:
 
     # -- sweeps --------------------------------------------------------------------------------
     def cases(self, subset: str, n: int | None = None) -> list[CaseSpec]:
-        """The cases of ``subset`` (``all`` = every subset), ``n`` of them spread evenly.
+        """The cases of ``subset`` (``all`` = every subset, shared out evenly), ``n`` of them.
 
-        Ids are stable: a case keeps its id (and parameters and seed) whatever ``n`` is, so a bigger
-        sweep adds cases without redoing finished ones. Splits are exact proportions of the chosen
-        cases and reproducible for a given selection; a larger selection may move a case to another
-        split (the generator then moves its file instead of simulating it again).
+        Cases are taken in a nested order (bit-reversed index over the subset's pool), so the
+        first ``n`` are spread across the parameter range and a larger ``n`` keeps every case a
+        smaller one chose. A case's id, parameters, seed and split depend only on the card and its
+        place in that order, never on ``n``: growing a sweep adds cases and redoes nothing.
         """
         if subset == "all" and "all" not in self.subsets:
             names = list(self.subsets)
@@ -113,15 +117,29 @@ class DatasetCard:
         if subset not in self.subsets:
             raise CardError(f"card {self.name!r}: unknown subset {subset!r}; known: {sorted(self.subsets)} or 'all'")
         spec = self.subsets[subset]
+        unknown = set(spec) - {"vary", "cases", "description"}
+        if unknown:
+            raise CardError(f"card {self.name!r}: subsets.{subset} has unknown key(s) {sorted(unknown)}; "
+                            f"expected vary, cases, description")
         pool = self._sweep(subset, spec)
         want = int(spec.get("cases", len(pool))) if n is None else n
         if want > len(pool):
             raise CardError(
                 f"card {self.name!r}: subset {subset!r} has {len(pool)} cases within its limits, {want} asked for"
             )
-        idx = np.unique(np.round(np.linspace(0, len(pool) - 1, want)).astype(int)) if want else []
-        chosen = [pool[i] for i in idx]
-        return self._assign_splits(chosen)
+        order = _nested_order(len(pool))[:want]
+        chosen = sorted(zip(order, range(want)))  # (pool index, rank in the nested order)
+        return [CaseSpec(pool[i][0], subset, self._split_at(rank), pool[i][1], pool[i][2]) for i, rank in chosen]
+
+    def _split_at(self, rank: int) -> str:
+        """Split of the case at ``rank`` in the nested order: the 2nd and 3rd cases go to valid and
+        test so every sweep of three or more can be validated and tested, then a golden-ratio
+        sequence keeps every prefix close to the card's fractions."""
+        fv, ft = self.split.get("valid", 0.1), self.split.get("test", 0.1)
+        if rank in (1, 2):
+            return ("valid", "test")[rank - 1] if (fv, ft)[rank - 1] > 0 else "train"
+        u = (rank * 0.6180339887498949 + 0.5 + 0.1234 * self.seed) % 1.0
+        return "valid" if u < fv else "test" if u < fv + ft else "train"
 
     def _sweep(self, subset: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, float], int]]:
         vary = spec.get("vary", {})
@@ -177,18 +195,11 @@ class DatasetCard:
                 return False
         return True
 
-    def _assign_splits(self, pool: list[tuple[str, dict[str, float], int]]) -> list[CaseSpec]:
-        # Order by a seeded hash of the id, then cut by the split fractions: exact proportions,
-        # reproducible, and at least one valid and one test case once there are three cases.
-        order = sorted(pool, key=lambda c: _stable_int(f"split/{self.seed}/{c[0]}"))
-        n = len(order)
-        n_valid = max(1, round(n * self.split.get("valid", 0.1))) if n >= 3 else 0
-        n_test = max(1, round(n * self.split.get("test", 0.1))) if n >= 3 else 0
-        split_of = {}
-        for k, (cid, _, _) in enumerate(order):
-            split_of[cid] = "valid" if k < n_valid else "test" if k < n_valid + n_test else "train"
-        subset_of = lambda cid: cid.rsplit("_", 1)[0]  # noqa: E731
-        return [CaseSpec(cid, subset_of(cid), split_of[cid], p, s) for cid, p, s in pool]
+
+def _nested_order(n: int) -> list[int]:
+    """0..n-1 sorted by bit-reversed index: every prefix is spread over the whole range."""
+    bits = max(1, (n - 1).bit_length())
+    return sorted(range(n), key=lambda i: int(format(i, f"0{bits}b")[::-1], 2))
 
 
 def _stable_int(text: str) -> int:
@@ -273,6 +284,9 @@ def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str
     kwargs = {k: v for k, v in raw.items()
               if k in known and k not in ("source", "text", "extra", "path", "params", "seed")}
     extra = {k: v for k, v in raw.items() if k not in known}
+    undocumented = sorted(set(extra) - DESCRIPTIVE_KEYS)
+    if undocumented:
+        warnings.warn(f"{where}: unknown key(s) {undocumented} kept as description only (a typo?)", stacklevel=2)
     # A relative path is relative to the card's own folder, wherever the command runs from.
     path = Path(raw.get("path", f"../data/{raw['name']}"))
     if not path.is_absolute() and source is not None:

@@ -60,7 +60,7 @@ class WellFile:
             self._load_metadata()
         except DataFormatError:
             raise
-        except (OSError, KeyError) as e:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
             raise DataFormatError(f"{self.path}: cannot read as an HDF5 file in the Well layout: {e}") from e
 
     # -- handle management -------------------------------------------------------------------

@@ -74,7 +74,9 @@ def test_split_proportions_and_reproducibility(tmp_path):
     path = _card(tmp_path, subsets={"big": {"vary": {"U": {"linspace": [1, 100, 100]}}}})
     cases = load_card(path).cases("big")
     counts = {s: sum(c.split == s for c in cases) for s in ("train", "valid", "test")}
-    assert counts == {"train": 80, "valid": 10, "test": 10}
+    # a low-discrepancy assignment: every prefix of the nested order is within 2 of the fractions
+    for split, want in (("train", 80), ("valid", 10), ("test", 10)):
+        assert abs(counts[split] - want) <= 2, counts
     again = load_card(path).cases("big")
     assert [c.split for c in cases] == [c.split for c in again]
     other = load_card(_card(tmp_path, subsets={"big": {"vary": {"U": {"linspace": [1, 100, 100]}}}},
@@ -83,7 +85,8 @@ def test_split_proportions_and_reproducibility(tmp_path):
     path = _card(tmp_path, subsets={"big": {"vary": {"U": {"linspace": [1, 100, 100]}}}},
                  split={"train": 0.6, "valid": 0.2, "test": 0.2})
     counts = {s: sum(c.split == s for c in load_card(path).cases("big")) for s in ("train", "valid", "test")}
-    assert counts == {"train": 60, "valid": 20, "test": 20}
+    for split, want in (("train", 60), ("valid", 20), ("test", 20)):
+        assert abs(counts[split] - want) <= 2, counts
     small = load_card(_card(tmp_path)).cases("bc")
     assert sorted(c.split for c in small) == ["test", "train", "valid"]  # >= 1 each from 3 cases
 
@@ -93,9 +96,12 @@ def test_case_ids_stable_when_n_grows(tmp_path):
     few, more = card.cases("s", 5), card.cases("s", 9)
     assert len(few) == 5 and len(more) == 9
     by_id = {c.case_id: c for c in more}
-    for c in few:  # the evenly spread 5 are among the evenly spread 9, unchanged
+    for c in few:  # the 5 spread cases are among the 9, unchanged, split included
         assert c.case_id in by_id
         assert by_id[c.case_id].params == c.params and by_id[c.case_id].seed == c.seed
+        assert by_id[c.case_id].split == c.split
+    values = sorted(c.params["U"] for c in few)
+    assert values[0] == 1.0 and values[-1] >= 13.0  # spread over the range, not bunched
     everything = {c.case_id: c for c in card.cases("s")}
     for c in card.cases("s", 6):
         assert everything[c.case_id].params == c.params and everything[c.case_id].seed == c.seed

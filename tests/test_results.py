@@ -164,10 +164,15 @@ def test_mask_excludes_solid_cells_from_scores():
 def test_stopped_members_are_left_out():
     truth = _truth(B=2, steps=2)
     good = truth + 0.1
-    members_fn = lambda k: torch.stack(
-        [good[:, k], good[:, k] + 0.2, torch.full_like(good[:, k], float("nan"))]
-    )  # noqa: E731
-    alive_fn = lambda k: torch.tensor([[True, True], [True, True], [False, False]])  # noqa: E731
+
+    def members_fn(k):
+        return torch.stack(
+            [good[:, k], good[:, k] + 0.2, torch.full_like(good[:, k], float("nan"))]
+        )
+
+    def alive_fn(k):
+        return torch.tensor([[True, True], [True, True], [False, False]])
+
     col = _collector(truth, M=3, keep_members=True)
     _feed(col, members_fn, 2, alive_fn)
     ds = col.dataset()

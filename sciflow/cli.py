@@ -106,11 +106,18 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 def cmd_data_import(args: argparse.Namespace) -> int:
     from sciflow.data import importers
 
-    fn = {"cfdbench": importers.import_cfdbench, "pdebench": importers.import_pdebench}[args.format]
-    kwargs = {"name": args.name, "seed": args.seed}
-    if args.format == "pdebench" and args.param:
-        kwargs["params"] = {k: float(v) for k, v in (p.split("=", 1) for p in args.param)}
-    card = fn(args.src, args.out, **kwargs)
+    kwargs = {"name": args.name, "seed": args.seed, "split": tuple(args.split)}
+    if args.format == "cfdbench":
+        card = importers.import_cfdbench(args.src, args.out, problem=args.problem, **kwargs)
+    else:
+        bad = [p for p in args.param if "=" not in p]
+        if bad:
+            raise SystemExit(f"--param expects NAME=VALUE, got {bad}")
+        params = {k: float(v) for k, v in (p.split("=", 1) for p in args.param)}
+        card = importers.import_pdebench(
+            args.src, args.out, params=params or None, fields=args.fields,
+            trajectories_per_file=args.trajectories_per_file, periodic=args.periodic, **kwargs,
+        )
     print(f"wrote {card}; train with `sciflow fit --data.card {card} ...`")
     return 0
 
@@ -163,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="dataset folder to write")
     i.add_argument("--name", default=None)
     i.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
+    i.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID", "TEST"))
+    i.add_argument("--problem", default=None, help="CFDBench problem (default: from the folder names)")
     i.add_argument("--param", action="append", default=[], help="PDEBench operating parameter NAME=VALUE")
+    i.add_argument("--fields", nargs="+", default=None, help="PDEBench fields to import (default all)")
+    i.add_argument("--trajectories-per-file", type=int, default=64, help="PDEBench trajectories per output file")
+    i.add_argument("--periodic", action="store_true", help="PDEBench data is periodic in space")
     i.set_defaults(fn=cmd_data_import)
 
     c = dsub.add_parser("check", help="validate files against the format; exits 1 on problems")

@@ -87,7 +87,8 @@ def high_correlation_time(
     averaged over trajectories (PDE-Refiner's definition) and a float is returned; with
     ``per_trajectory=True`` each trajectory gets its own time, ``(B,)``. If the correlation
     never drops below the threshold, the result is ``times[-1]`` (a lower bound on the true
-    time: the rollout was too short to see the decorrelation).
+    time: the rollout was too short to see the decorrelation). A NaN correlation (a blown-up
+    rollout) counts as decorrelated.
     """
     c = torch.as_tensor(corr, dtype=torch.float64)
     t = torch.as_tensor(times, dtype=torch.float64, device=c.device)
@@ -98,7 +99,7 @@ def high_correlation_time(
         )
     if c.ndim == 2 and not per_trajectory:
         c = c.mean(dim=1)
-    below = c < threshold  # (T,) or (T, B)
+    below = (c < threshold) | torch.isnan(c)  # (T,) or (T, B); NaN = the rollout blew up
     first = torch.where(below.any(dim=0), below.to(torch.int64).argmax(dim=0), t.shape[0] - 1)
     out = t[first]
     return float(out) if out.ndim == 0 else out

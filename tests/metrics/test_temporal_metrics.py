@@ -119,3 +119,11 @@ def test_bad_shapes_raise():
         sample_decorrelation(torch.zeros(1, 2, 1, 4))
     with pytest.raises(ValueError, match=r"corr \(5,\) and times \(4,\)"):
         high_correlation_time(torch.ones(5), torch.arange(4.0))
+
+
+def test_high_correlation_time_counts_nan_as_decorrelated():
+    times = torch.arange(6) * 0.5
+    corr = torch.tensor([1.0, 0.99, 0.95, float("nan"), 0.97, 0.9])
+    assert high_correlation_time(corr, times, 0.8) == pytest.approx(1.5)
+    per = high_correlation_time(torch.stack([corr, torch.ones(6)], 1), times, 0.8, per_trajectory=True)
+    assert per.tolist() == [1.5, 2.5]

@@ -10,7 +10,10 @@ history a target belongs to.
 
 Sampling integrates ``dx/dtau = v(x, tau | history, params)`` from ``tau = 0`` to 1 on a time
 grid with Euler (one operator call per interval), midpoint or Heun (two calls per interval; Heun
-always does its final correction, so ``2 n_steps`` calls).
+always does its final correction, so ``2 n_steps`` calls). Heun evaluates the field at
+``tau = 1``, where for a nearly deterministic next state it is steep and seldom trained; on a toy
+advection problem Euler with 4 intervals was ten times more accurate than Heun with 2 (same
+4 calls), and midpoint in between.
 """
 
 from __future__ import annotations

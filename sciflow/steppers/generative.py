@@ -152,8 +152,10 @@ class Generative(Stepper):
             return self.predict(prev, cond, mask, x, torch.full((B,), float(c), device=prev.device))
 
         def noise() -> Tensor:
-            z = torch.randn(zeros.shape, generator=generator, device=zeros.device, dtype=zeros.dtype)
-            return self.fluid(z, mask)
+            # drawn where the generator lives, so a CPU-seeded sample is the same on any device
+            where = zeros.device if generator is None else generator.device
+            z = torch.randn(zeros.shape, generator=generator, device=where, dtype=zeros.dtype)
+            return self.fluid(z.to(zeros.device), mask)
 
         y = self.sample(predict, noise, zeros)
         return self.state_of(prev, y, mask)

@@ -10,7 +10,9 @@ from sciflow.solvers.base import BoundarySpec, Case, Problem
 # sciflow does not pay for every solver.
 PROBLEMS: dict[str, str] = {
     "cavity": "sciflow.solvers.cavity:Cavity",
+    "cylinder": "sciflow.solvers.cylinder:Cylinder",
     "ks": "sciflow.solvers.ks:KS",
+    "tube": "sciflow.solvers.tube:Tube",
 }
 
 

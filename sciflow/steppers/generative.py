@@ -68,8 +68,7 @@ def load_matching_operator_weights(operator: nn.Module, path: str | os.PathLike)
             f"(looked under prefixes {list(_OPERATOR_PREFIXES)}); is it a checkpoint of the same operator?"
         )
     operator.load_state_dict(matched, strict=False)
-    loaded = sorted(matched)
-    return loaded, sorted(set(own) - set(matched))
+    return sorted(matched), sorted(set(own) - set(matched))
 
 
 class Generative(Stepper):
@@ -127,8 +126,7 @@ class Generative(Stepper):
     def loss(self, prev: Tensor, target: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         """Masked MSE of the operator's prediction at random levels with fresh (global RNG) noise."""
         level = self.draw_levels(prev.shape[0], prev.device)
-        noise = self.fluid(torch.randn_like(target), mask)
-        return self.loss_at(prev, target, cond, mask, level=level, noise=noise)
+        return self.loss_at(prev, target, cond, mask, level=level, noise=torch.randn_like(target))
 
     def loss_at(self, prev: Tensor, target: Tensor, cond: Tensor | None, mask: Tensor | None, *,
                 level: Tensor, noise: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 STAMP := $(VENV)/.installed
 

@@ -222,6 +222,10 @@ class Surrogate(L.LightningModule):
         except KeyError:
             raise ValueError(f"{path}: not a sciflow checkpoint (no 'hyper_parameters')") from None
         hp = {k: v for k, v in hp.items() if not k.startswith("_")}
+        # the saved weights replace any warm start, whose file need not exist any more
+        stepper = hp.get("stepper")
+        if isinstance(stepper, dict) and "init_from" in (stepper.get("init_args") or {}):
+            hp["stepper"] = {**stepper, "init_args": {k: v for k, v in stepper["init_args"].items() if k != "init_from"}}
         model = cls(**hp)
         missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
         bad_unexpected = [k for k in unexpected if not k.endswith("_metadata")]

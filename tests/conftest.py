@@ -8,8 +8,13 @@ from tests.synthetic import make_dataset
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
+    # One intra-op thread per test process: the suite runs in parallel processes (pytest -n), and
+    # oversubscribed cores make small-tensor training many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -33,16 +33,25 @@ class Wall:
 @dataclass(frozen=True)
 class Inflow:
     """Prescribed normal speed *into* the domain, a constant or a function of the coordinate along
-    the side (evaluated at the cell centres of that side); the tangential velocity is zero."""
+    the side; the tangential velocity is zero. Each boundary face gets the profile's mean over
+    its span (Simpson's rule, exact up to cubics), so the inflow volume is the profile's integral."""
 
     profile: float | Callable[[np.ndarray], np.ndarray]
 
-    def speeds(self, s: np.ndarray) -> np.ndarray:
-        """Inflow speed at tangential coordinates ``s: (n,)`` -> ``(n,)``."""
+    def _eval(self, s: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.profile(s), dtype=np.float64)  # type: ignore[operator]
+        if out.shape != s.shape:
+            raise ValueError(f"inflow profile returned shape {out.shape}, expected {s.shape}")
+        return out
+
+    def speeds(self, s: np.ndarray, h: float = 0.0) -> np.ndarray:
+        """Mean inflow speed over faces of width ``h`` centred at ``s: (n,)`` -> ``(n,)``
+        (``h = 0``: point values)."""
+        s = np.asarray(s, dtype=np.float64)
         if callable(self.profile):
-            out = np.asarray(self.profile(np.asarray(s, dtype=np.float64)), dtype=np.float64)
-            if out.shape != s.shape:
-                raise ValueError(f"inflow profile returned shape {out.shape}, expected {s.shape}")
+            out = self._eval(s)
+            if h > 0.0:
+                out = (self._eval(s - 0.5 * h) + 4.0 * out + self._eval(s + 0.5 * h)) / 6.0
         else:
             out = np.full(s.shape, float(self.profile))
         if not np.isfinite(out).all():
@@ -247,17 +256,39 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
 
     # sides: (bc, role row, value row, coordinate along the side, inward sign, index rows)
     sides = [
-        (bcs.left, role_u[0], val_u[0], grid.yc, +1.0, iu[0], iu[1], -1.0, grid.hx),
-        (bcs.right, role_u[-1], val_u[-1], grid.yc, -1.0, iu[-1], iu[-2], +1.0, grid.hx),
-        (bcs.bottom, role_v[:, 0], val_v[:, 0], grid.xc, +1.0, iv[:, 0], iv[:, 1], -1.0, grid.hy),
-        (bcs.top, role_v[:, -1], val_v[:, -1], grid.xc, -1.0, iv[:, -1], iv[:, -2], +1.0, grid.hy),
+        (bcs.left, role_u[0], val_u[0], grid.yc, grid.hy, +1.0, iu[0], iu[1], -1.0, grid.hx),
+        (bcs.right, role_u[-1], val_u[-1], grid.yc, grid.hy, -1.0, iu[-1], iu[-2], +1.0, grid.hx),
+        (
+            bcs.bottom,
+            role_v[:, 0],
+            val_v[:, 0],
+            grid.xc,
+            grid.hx,
+            +1.0,
+            iv[:, 0],
+            iv[:, 1],
+            -1.0,
+            grid.hy,
+        ),
+        (
+            bcs.top,
+            role_v[:, -1],
+            val_v[:, -1],
+            grid.xc,
+            grid.hx,
+            -1.0,
+            iv[:, -1],
+            iv[:, -2],
+            +1.0,
+            grid.hy,
+        ),
     ]
-    for bc, role, val, s, inward, faces, inner, outward, h in sides:
+    for bc, role, val, s, hs, inward, faces, inner, outward, h in sides:
         if isinstance(bc, Wall):
             role[:] = 1
         elif isinstance(bc, Inflow):
             role[:] = 1
-            val[:] = inward * bc.speeds(s)
+            val[:] = inward * bc.speeds(s, hs)
         elif isinstance(bc, Outflow):
             outflow.append(OutflowSide(faces.copy(), inner.copy(), outward, h))
     if bcs.periodic_x:

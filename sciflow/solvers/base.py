@@ -66,7 +66,9 @@ class Case:
         T = self.n_frames
         for name, a in self.scalar_fields.items():
             if a.shape != (T, *S):
-                raise ValueError(f"scalar field {name!r}: expected shape {(T, *S)}, found {a.shape}")
+                raise ValueError(
+                    f"scalar field {name!r}: expected shape {(T, *S)}, found {a.shape}"
+                )
         for name, a in self.vector_fields.items():
             if a.shape != (T, *S, len(S)):
                 raise ValueError(

@@ -29,8 +29,12 @@ class FileJob:
     cases: tuple[CaseSpec, ...]
 
 
-def plan(card: DatasetCard, subset: str = "all", n: int | None = None,
-         root: str | os.PathLike | None = None) -> list[FileJob]:
+def plan(
+    card: DatasetCard,
+    subset: str = "all",
+    n: int | None = None,
+    root: str | os.PathLike | None = None,
+) -> list[FileJob]:
     """The files a sweep writes: ``<root>/data/<split>/<case or chunk>.hdf5``."""
     data = card.data_dir(root) / "data"
     cases = card.cases(subset, n)
@@ -38,13 +42,17 @@ def plan(card: DatasetCard, subset: str = "all", n: int | None = None,
     jobs = []
     for split in SPLITS:
         for sub in dict.fromkeys(c.subset for c in cases):
-            group = sorted((c for c in cases if c.split == split and c.subset == sub), key=lambda c: c.case_id)
+            group = sorted(
+                (c for c in cases if c.split == split and c.subset == sub), key=lambda c: c.case_id
+            )
             if per_file == 1:
                 jobs += [FileJob(data / split / f"{c.case_id}.hdf5", (c,)) for c in group]
             else:
                 for k in range(0, len(group), per_file):
-                    chunk = tuple(group[k:k + per_file])
-                    jobs.append(FileJob(data / split / f"{chunk[0].case_id}_x{len(chunk)}.hdf5", chunk))
+                    chunk = tuple(group[k : k + per_file])
+                    jobs.append(
+                        FileJob(data / split / f"{chunk[0].case_id}_x{len(chunk)}.hdf5", chunk)
+                    )
     return jobs
 
 
@@ -53,29 +61,48 @@ def run_job(card: DatasetCard, job: FileJob) -> tuple[Path, float]:
     problem = get_problem(card.problem)
     start = time.perf_counter()
     split = job.cases[0].split
-    kwargs = {"grid": tuple(card.grid), "frames": card.frames_for(split), "frame_dt": float(card.dt)}
+    kwargs = {
+        "grid": tuple(card.grid),
+        "frames": card.frames_for(split),
+        "frame_dt": float(card.dt),
+    }
     if len(job.cases) > 1 and hasattr(problem, "simulate_batch"):
         # problems that vectorise over trajectories (KS) simulate a file's cases together
-        results = problem.simulate_batch([c.params for c in job.cases], seeds=[c.seed for c in job.cases], **kwargs)
+        results = problem.simulate_batch(
+            [c.params for c in job.cases], seeds=[c.seed for c in job.cases], **kwargs
+        )
     else:
         results = [problem.simulate(c.params, seed=c.seed, **kwargs) for c in job.cases]
     for c, case in zip(job.cases, results):
         case.attrs.update(case_id=c.case_id, subset=c.subset, split=c.split, seed=c.seed)
     elapsed = time.perf_counter() - start
     write_cases(
-        job.path, results, dataset_name=card.name,
+        job.path,
+        results,
+        dataset_name=card.name,
         attrs={
             "dt": float(card.dt),
-            "generator": {"problem": card.problem, "card": card.name, "card_hash": card.hash,
-                          "sciflow_version": sciflow.__version__},
+            "generator": {
+                "problem": card.problem,
+                "card": card.name,
+                "card_hash": card.hash,
+                "sciflow_version": sciflow.__version__,
+            },
             "conservation": card.conservation,
         },
     )
     return job.path, elapsed / len(job.cases)
 
 
-def generate(card: DatasetCard, subset: str = "all", n: int | None = None, *,
-             root: str | os.PathLike | None = None, workers: int = 1, progress: bool = True) -> list[Path]:
+def generate(
+    card: DatasetCard,
+    subset: str = "all",
+    n: int | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> list[Path]:
     """Generate (or finish generating) the sweep; returns every file of the plan.
 
     ``workers > 1`` simulates files in parallel processes. Files that already exist are kept; a
@@ -96,7 +123,12 @@ def generate(card: DatasetCard, subset: str = "all", n: int | None = None, *,
             continue
         todo.append(job)
     n_cases = sum(len(j.cases) for j in todo)
-    bar = tqdm(total=n_cases, desc=f"generate {card.name}", unit="case", disable=not progress or not n_cases)
+    bar = tqdm(
+        total=n_cases,
+        desc=f"generate {card.name}",
+        unit="case",
+        disable=not progress or not n_cases,
+    )
     try:
         if workers <= 1:
             for job in todo:

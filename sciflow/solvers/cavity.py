@@ -3,7 +3,8 @@ at t = 0 (CFDBench's cavity problem, laminar range).
 
 Re = rho U width / mu (the lid length is the length scale). Stored pressure is physical (Pa,
 ``rho`` times the kinematic pressure) with zero mean over the box in every frame: a closed box
-fixes only pressure differences. Frame 0 is the fluid at rest, with pressure 0.
+fixes only pressure differences. Frame 0 is the fluid at rest, stored with pressure 0 (the pressure of the impulsive start is
+singular at t = 0).
 
 The solver runs on the output grid refined by an integer factor per axis, chosen so that the
 cell Reynolds number ``U h / nu`` stays at or below ``max_cell_reynolds`` (at most

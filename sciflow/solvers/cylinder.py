@@ -118,13 +118,20 @@ def shedding_frequency(
 
 
 class Cylinder(FlowProblem):
-    """Channel flow past a cylinder; parameters ``[u_in, rho, mu, diameter, x1, x2, y1, y2]`` (SI)."""
+    """Channel flow past a cylinder; parameters ``[u_in, rho, mu, diameter, x1, x2, y1, y2]`` (SI).
+
+    Options: ``inflow`` ("uniform" or "parabolic", mean ``u_in``); ``cells_per_diameter`` of the
+    internal grid (20: DFG 2D-2 St = 0.2996, C_D max 3.05, C_L max 1.01); ``warmup`` in
+    convective times d / u_in (30: at the CFDBench baseline, Re = 200, the lift amplitude is
+    within 1 % of its saturated value by then); ``perturbation``: peak speed of the
+    symmetry-breaking vortex over ``u_in``.
+    """
 
     name = "cylinder"
     param_names = ["u_in", "rho", "mu", "diameter", "x1", "x2", "y1", "y2"]
     positive_params = ("u_in", "rho", "mu", "diameter", "x1", "x2", "y1", "y2")
     # 50 frames 5 ms apart: 0.25 s, about 3 shedding periods at CFDBench's baseline
-    # (d = 0.02 m, u_in = 1 m/s, Re = 200, period near 0.08 s).
+    # (d = 0.02 m, u_in = 1 m/s, Re = 200: St = 0.235 in this confined channel, period 0.085 s).
     default_frames = 50
     default_frame_dt = 0.005
 

@@ -128,8 +128,8 @@ class NS2D:
         pressure_method: ``"auto"`` (fast transforms where the box allows) or ``"lu"``.
 
     State: ``q`` (flat face velocities, ``u.ravel()`` then ``v.ravel()``), views ``u: (nx+1, ny)``
-    and ``v: (nx, ny+1)``, time ``t``, step count ``n_steps`` and ``phi``, the kinematic pressure
-    of the last step on the fluid cells.
+    and ``v: (nx, ny+1)``, time ``t``, step count ``n_steps`` and ``phi: (nx * ny,)``, the
+    kinematic pressure of the last Runge-Kutta stage (see :meth:`stage_pressure`).
     """
 
     def __init__(
@@ -152,14 +152,8 @@ class NS2D:
         cfl = DEFAULT_CFL[scheme] if cfl is None else float(cfl)
         if not (0.0 < cfl <= 1.5):
             raise ValueError(f"cfl must be in (0, 1.5], got {cfl!r}")
-        self.grid, self.bcs, self.nu, self.scheme, self.cfl, self.dt_max = (
-            grid,
-            bcs,
-            nu,
-            scheme,
-            cfl,
-            dt_max,
-        )
+        self.grid, self.bcs, self.nu = grid, bcs, nu
+        self.scheme, self.cfl, self.dt_max = scheme, cfl, dt_max
         nx, ny = grid.shape
         self.solid = np.zeros((nx, ny), bool) if solid is None else np.asarray(solid, bool).copy()
         self.roles = face_roles(grid, bcs, self.solid)

@@ -62,7 +62,9 @@ class Inflow:
 @dataclass(frozen=True)
 class Outflow:
     """Open side: pressure 0, normal velocity convected out at the mean outflow speed
-    (du/dt + c du/dn = 0), tangential velocity of zero normal gradient."""
+    (du/dt + c du/dn = 0, then corrected by the pressure like any free face), tangential
+    velocity of zero normal gradient. Vortices leave without reflection; in steady flow the
+    outflow faces see no pressure gradient, so p = 0 is reached at the last cell centres."""
 
 
 @dataclass(frozen=True)

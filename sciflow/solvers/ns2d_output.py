@@ -60,6 +60,7 @@ def record_frames(
     frame_dt: float,
     rho: float,
     zero_mean_pressure: bool,
+    initial_pressure: bool = True,
     callback: Callable[[NS2D], None] | None = None,
 ) -> Frames:
     """Sample the solver now and after every ``frame_dt`` until ``frames`` frames are taken.
@@ -69,6 +70,9 @@ def record_frames(
     pressure is averaged over the fluid part only; output cells whose area is less than half
     fluid are solid in ``mask`` and hold zeros. ``zero_mean_pressure`` removes the fluid-mean of
     each pressure frame (for closed boxes, where only pressure differences are defined).
+    ``initial_pressure=False`` stores zeros as the pressure of frame 0: after an impulsive start
+    the pressure at t = 0 is singular, and its discrete value only grows with resolution.
+    Pressure is solved at each frame time (:meth:`NS2D.kinematic_pressure`).
     ``callback(solver)`` runs after every time step.
     """
     if not (isinstance(frames, int | np.integer) and frames >= 1):
@@ -89,7 +93,10 @@ def record_frames(
             solver.advance(t0 + k * frame_dt, callback)
         vel = resample(np.moveaxis(solver.cell_velocity(), -1, 0))
         velocity[k] = np.moveaxis(vel, 0, -1) * mask[..., None]
-        p = resample(solver.kinematic_pressure() * fluid_in) / np.maximum(frac, 1e-300)
+        if k == 0 and not initial_pressure:
+            p = np.zeros(out.shape)
+        else:
+            p = resample(solver.kinematic_pressure() * fluid_in) / np.maximum(frac, 1e-300)
         p = np.where(mask, p * rho, 0.0)
         if zero_mean_pressure:
             p = np.where(mask, p - (p * weights).sum() / weights.sum(), 0.0)

@@ -131,6 +131,7 @@ class FlowProblem:
             frame_dt=frame_dt,
             rho=s.rho,
             zero_mean_pressure=self.zero_mean_pressure,
+            initial_pressure=s.warmup > 0.0,
             callback=s.callback,
         )
         attrs: dict[str, Any] = {

@@ -9,7 +9,9 @@ the inflow cannot enter a channel at rest, and the first pressure projection tur
 start into that plug flow anyway; starting from it makes frame 0 the real state at t = 0+. The
 walls then grow boundary layers that meet the centre line downstream of the entry length.
 
-Re = rho u_in diameter / mu. Stored pressure is physical (Pa), 0 on the outflow side.
+Re = rho u_in diameter / mu. Stored pressure is physical (Pa), 0 on the outflow side; frame 0
+stores pressure 0, since the impulsive start (no-slip walls against plug flow) makes the
+pressure at t = 0 singular.
 """
 
 from __future__ import annotations

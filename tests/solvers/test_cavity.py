@@ -55,6 +55,8 @@ def test_case_contract():
     assert case.mask.shape == (16, 12) and case.mask.all()
     # at rest at t = 0, then the lid drags the top layer along +x
     assert np.abs(case.vector_fields["velocity"][0]).max() == 0.0
+    assert np.abs(case.scalar_fields["pressure"][0]).max() == 0.0  # impulsive start: stored as 0
+    assert np.abs(case.scalar_fields["pressure"][1]).max() > 0.0
     top = case.vector_fields["velocity"][-1, :, -1, 0]
     assert (top > 0).all() and top.max() < BASE["U"]
     # closed box: pressure has zero mean in every frame

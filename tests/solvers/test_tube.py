@@ -71,6 +71,11 @@ def test_case_contract():
     assert vel.shape == (3, 32, 16, 2)
     np.testing.assert_allclose(vel[0, ..., 0], BASE["u_in"])  # plug flow at t = 0
     np.testing.assert_allclose(vel[0, ..., 1], 0.0)
+    assert np.abs(case.scalar_fields["pressure"][0]).max() == 0.0
+    p = case.scalar_fields["pressure"][-1].mean(axis=1)
+    # falls linearly to p = 0 at the outflow (reached at the last cell centre: the convective
+    # outflow law leaves no pressure gradient across the outflow face in steady flow)
+    assert (np.diff(p) < 0).all() and abs(p[-1]) < 0.01 * p[0]
     assert case.mask.all()
     np.testing.assert_allclose(case.coords["y"], (np.arange(16) + 0.5) * 0.1 / 16)
     assert list(case.params) == ["u_in", "rho", "mu", "diameter", "length"]

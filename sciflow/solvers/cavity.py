@@ -31,6 +31,7 @@ class Cavity(FlowProblem):
     positive_params = ("U", "rho", "mu", "height", "width")
     # 50 frames 0.1 ms apart: 5 convective times (width / U) at CFDBench's geometry and lid
     # speed (width 0.01 m, U = 10 m/s), the spin-up of the primary vortex.
+    validated_reynolds = (10.0, 1000.0)
     default_frames = 50
     default_frame_dt = 1e-4
     zero_mean_pressure = True

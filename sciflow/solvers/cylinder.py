@@ -132,6 +132,7 @@ class Cylinder(FlowProblem):
     positive_params = ("u_in", "rho", "mu", "diameter", "x1", "x2", "y1", "y2")
     # 50 frames 5 ms apart: 0.25 s, about 3 shedding periods at CFDBench's baseline
     # (d = 0.02 m, u_in = 1 m/s, Re = 200: St = 0.235 in this confined channel, period 0.085 s).
+    validated_reynolds = (20.0, 300.0)
     default_frames = 50
     default_frame_dt = 0.005
 

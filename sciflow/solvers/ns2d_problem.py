@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,9 @@ class FlowProblem:
     default_frames: int = 50
     default_frame_dt: float = 1.0
     zero_mean_pressure: bool = False  # closed boxes: pressure known up to a constant
+    # Reynolds numbers this solver is validated for (laminar, resolved on a CPU-sized grid);
+    # cases beyond run with a warning and ``attrs["in_validated_range"] = False``
+    validated_reynolds: tuple[float, float] = (0.0, math.inf)
 
     def setup(self, p: dict[str, float], grid: tuple[int, int], seed: int) -> FlowSetup:
         """Build the case for checked parameters ``p`` and output grid ``(nx, ny)``."""
@@ -110,7 +114,13 @@ class FlowProblem:
         """Simulate one case; ``frames``/``frame_dt`` default to the class defaults.
 
         Returns a :class:`Case` with ``velocity: (T, nx, ny, 2)`` and physical ``pressure:
-        (T, nx, ny)`` at the output cell centres, ``time = frame_dt * arange(T)``.
+        (T, nx, ny)`` at the output cell centres, ``time = frame_dt * arange(T)``. Its attrs:
+        ``solver``, ``internal_grid``, ``n_steps``, ``cfl``, ``reynolds``,
+        ``in_validated_range``, ``warmup_time`` (s), ``pressure`` (its convention),
+        ``max_div_internal`` (largest discrete divergence of the solver's field over the
+        frames, 1/s), ``max_div_output`` (largest central-difference divergence of the stored
+        velocity on interior fluid cells, 1/s), ``div_scale`` (speed / length, 1/s, to make both
+        dimensionless), ``seed``, ``wall_seconds`` and the problem's own (forces, Strouhal).
         """
         frames = self.default_frames if frames is None else frames
         frame_dt = self.default_frame_dt if frame_dt is None else float(frame_dt)
@@ -121,6 +131,13 @@ class FlowProblem:
         start = time.perf_counter()
         p = check_params(params, self.param_names, self.positive_params)
         s = self.setup(p, check_grid(grid), int(seed))
+        lo, hi = self.validated_reynolds
+        in_range = lo <= s.reynolds <= hi
+        if not in_range:
+            warnings.warn(
+                f"{self.name}: Re = {s.reynolds:.4g} is outside the validated range [{lo:g}, {hi:g}]",
+                stacklevel=2,
+            )
         solver = s.solver
         if s.warmup > 0.0:
             solver.advance(s.warmup, s.callback)
@@ -141,6 +158,7 @@ class FlowProblem:
             "n_steps": solver.n_steps,
             "cfl": solver.cfl,
             "reynolds": s.reynolds,
+            "in_validated_range": in_range,
             "warmup_time": s.warmup,
             "pressure": "physical (rho * kinematic), Pa"
             + (", zero fluid mean" if self.zero_mean_pressure else ", 0 at the outflow"),

@@ -33,6 +33,7 @@ class Tube(FlowProblem):
     positive_params = ("u_in", "rho", "mu", "diameter", "length")
     # 50 frames 0.04 s apart: 2 s, two flow-through times of CFDBench's baseline (length 1 m,
     # u_in = 1 m/s), over which the wall layers grow and the profile settles.
+    validated_reynolds = (10.0, 200.0)
     default_frames = 50
     default_frame_dt = 0.04
 

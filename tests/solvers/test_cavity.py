@@ -120,3 +120,11 @@ def test_missing_unknown_parameters_and_bad_frames():
         Cavity().simulate(BASE, grid=(8, 8), frames=2, frame_dt=-1.0)
     with pytest.raises(ValueError, match="grid"):
         Cavity().simulate(BASE, grid=(8, 8, 8), frames=2, frame_dt=1e-4)
+
+
+def test_reynolds_number_outside_validated_range_warns():
+    with pytest.warns(UserWarning, match="outside the validated range"):
+        case = Cavity().simulate({**BASE, "mu": 2e-5}, grid=(8, 8), frames=2, frame_dt=1e-6)
+    assert case.attrs["reynolds"] == pytest.approx(5000.0)
+    assert case.attrs["in_validated_range"] is False
+    assert case.attrs["internal_grid"] == [32, 32]  # refinement capped at max_refine = 4

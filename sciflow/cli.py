@@ -130,9 +130,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sciflow.evaluate import run_rollout
 
     _, summary = run_rollout(
-        args.ckpt, args.data, root=args.root, split=args.split, trajectories=args.trajectories,
-        steps=args.steps, samples=args.samples, seed=args.seed, keep_members=args.members,
-        out=args.out, plots=not args.no_plots,
+        args.ckpt, args.data, root=args.root, split=args.split,
+        trajectories=list(range(args.trajectories)) if args.trajectories else None,
+        steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
+        keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -196,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
     r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
     r.add_argument("--trajectories", type=int, default=None, help="first N trajectories (default all)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--start", type=int, default=0, help="stored frame the rollouts start from")
+    r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--out", default="rollout.nc")

@@ -65,3 +65,30 @@ def test_import_param_must_be_name_value(tmp_path):
     args = build_parser().parse_args(["data", "import", "pdebench", "x.h5", "--out", str(tmp_path), "--param", "beta"])
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         args.fn(args)
+
+
+def test_rollout_command_writes_netcdf_and_plots(synthetic_card, tmp_path, capsys):
+    import json
+
+    import lightning as L
+    import xarray as xr
+
+    from sciflow.data.datamodule import SciflowData
+    from sciflow.surrogate import Surrogate
+
+    dm = SciflowData(str(synthetic_card), batch_size=8, rollout_steps=3)
+    model = Surrogate({"class_path": "fno", "init_args": {"width": 8, "modes": 4, "n_layers": 1}},
+                      data_spec=dm.spec)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, dm)
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "r.nc"
+    assert main(["rollout", "--ckpt", str(ckpt), "--data", str(synthetic_card), "--steps", "4",
+                 "--trajectories", "1", "--samples", "2", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["trajectories"] == 1
+    ds = xr.open_dataset(out)
+    assert ds.sizes["trajectory"] == 1 and ds.sizes["time"] == 5  # t = 0 and 4 steps
+    assert (tmp_path / "r_fields.png").stat().st_size > 0 and (tmp_path / "r_errors.png").stat().st_size > 0

@@ -103,3 +103,23 @@ def test_two_process_ddp_on_cpu_agrees(synthetic_card, tmp_path):
     assert r0 == r1, f"ranks disagree: {r0} vs {r1}"
     # 6 training trajectories x 11 windows = 66 windows, split over 2 ranks, batch 4 -> 9 steps
     assert int(r0[1]) == 9
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_loggers_by_config(synthetic_card, tmp_path, monkeypatch, logger):
+    """TensorBoard and wandb are a config change; wandb stays offline unless the user says otherwise."""
+    from sciflow.cli import main
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", synthetic_card, tmp_path / "run", max_steps=2, max_epochs=1,
+                       limit_val_batches=1)
+    cls = {"tensorboard": "lightning.pytorch.loggers.TensorBoardLogger",
+           "wandb": "lightning.pytorch.loggers.WandbLogger"}[logger]
+    main(["fit", "--config", str(cfg), "--trainer.logger", cls, "--trainer.logger.save_dir", str(tmp_path / "logs")])
+    if logger == "tensorboard":
+        assert list((tmp_path / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+    else:
+        assert os.environ["WANDB_MODE"] == "offline"
+        assert list((tmp_path / "logs").rglob("offline-run-*")), "no offline wandb run"

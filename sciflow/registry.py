@@ -39,7 +39,7 @@ def resolve_class(class_path: str, registry: Mapping[str, str], kind: str, base:
         return import_path(registry[key])
     if "." not in class_path and ":" not in class_path:
         raise ValueError(
-            f"unknown {kind} {class_path!r}; known: {', '.join(sorted(registry))} "
+            f"unknown {kind} {class_path!r}; known {kind}s: {', '.join(sorted(registry))} "
             "(or a dotted path 'package.module.Class')"
         )
     cls = import_path(class_path)

@@ -42,7 +42,7 @@ def test_injected_sizes_rejected_in_init_args():
         ({"class_path": "fno", "init_arg": {}}, "init_arg"),
         ({"class_path": "sciflow.operators.nothere.Net"}, "nothere"),
         ({"class_path": "sciflow.operators.fno.Nope"}, "Nope"),
-        ({"class_path": "sciflow.operators.fno.check_cond"}, "nn.Module"),
+        ({"class_path": "sciflow.operators.fno.check_cond"}, "Module subclass"),
         (["fno"], "mapping"),
     ],
 )

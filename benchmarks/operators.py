@@ -1,0 +1,451 @@
+"""Operators benchmark: parameters, forward+backward time and peak memory of FNO, U-Net, FactFormer
+and IFactFormer-m at comparable parameter counts; how their cost scales with the number of grid
+points; and the cost of one axis pass of the factorized attention.
+
+Method (see the README section this writes for the reasoning):
+
+- Every operator maps 3 channels to 3 channels with a 5-entry conditioning vector (the cavity
+  sizes: u, v, p and ``[U, rho, mu, height, width]``), batch fixed, ``torch.set_num_threads(2)``.
+- Timings interleave operators *and* grid sizes within each repeat, in a seeded random order, so
+  that load from other processes hits all alike; the first round is a warm-up; medians are
+  reported and the raw repeats are kept in the JSON.
+- Peak memory is the growth of the resident set size (RSS) of a fresh child process during one
+  forward+backward: ``ru_maxrss`` after minus the RSS just before (model and inputs built, one
+  warm-up pass on a 16² grid already done so that library code paged in on first use is excluded).
+  ``tracemalloc`` cannot see torch's allocations, hence a process-level measure.
+- FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on fake tensors (no compute);
+  it counts matrix products and convolutions, not FFTs, so FNO's FLOPs are a lower bound.
+
+    python -m benchmarks.operators            # full run (~15 min on 2 busy cores): JSON + README
+    python -m benchmarks.operators --quick    # smoke run on tiny grids; prints, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sciflow.operators import build_operator
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CHANNELS, OUT_CHANNELS, COND_DIM = 3, 3, 5
+THREADS = 2
+
+# Hyperparameters chosen so that all four land within +-25 % of 1 M parameters; the cavity
+# configs (configs/cavity_*.yaml) use the same ones.
+OPERATORS: dict[str, dict[str, Any]] = {
+    "FNO": {"class_path": "fno", "init_args": {"width": 40, "modes": 16, "n_layers": 4}},
+    "U-Net": {"class_path": "unet",
+              "init_args": {"base_channels": 20, "channel_multipliers": [1, 2, 2, 4], "n_blocks": 1}},
+    "FactFormer": {"class_path": "factformer",
+                   "init_args": {"width": 128, "depth": 3, "heads": 4, "dim_head": 32}},
+    "IFactFormer-m": {"class_path": "ifactformer",
+                      "init_args": {"width": 192, "heads": 6, "dim_head": 32, "n_iterations": 10}},
+}
+TARGET_PARAMS = 1_000_000
+
+# Asymptotic cost in the number of points N: FNO's FFTs N log N, U-Net's convolutions N,
+# factorized attention N^(1 + 1/n) on n = 2 axes.
+THEORY = {"FNO": "N log N", "U-Net": "N", "FactFormer": "N^1.5", "IFactFormer-m": "N^1.5"}
+
+
+# -- building and running -------------------------------------------------------------------------
+
+def build(name: str, seed: int = 0) -> nn.Module:
+    """The operator ``name`` of :data:`OPERATORS` with the benchmark's data sizes."""
+    if name not in OPERATORS:
+        raise ValueError(f"unknown operator {name!r}; known: {', '.join(OPERATORS)}")
+    torch.manual_seed(seed)
+    return build_operator(OPERATORS[name], in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS,
+                          n_dims=2, cond_dim=COND_DIM)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def inputs(batch: int, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """x: (batch, 3, n, n), cond: (batch, 5), standard normal."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, IN_CHANNELS, n, n, generator=g),
+            torch.randn(batch, COND_DIM, generator=g))
+
+
+def forward_backward(model: nn.Module, x: Tensor, cond: Tensor) -> None:
+    """One training-like pass: forward, scalar loss, backward into fresh gradients."""
+    model.zero_grad(set_to_none=True)
+    model(x, cond).square().mean().backward()
+
+
+def forward_only(model: nn.Module, x: Tensor, cond: Tensor) -> None:
+    """One inference pass (no autograd graph), as in a rollout."""
+    with torch.no_grad():
+        model(x, cond)
+
+
+def time_interleaved(tasks: dict[Hashable, Callable[[], None]], *, warmup: int, repeats: int,
+                     seed: int = 0, label: str = "") -> dict[Hashable, list[float]]:
+    """Wall time of every task, ``warmup + repeats`` rounds; each round runs all tasks once in a
+    fresh seeded random order. Returns task -> ``repeats`` seconds (warm-up rounds dropped)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    rng = random.Random(seed)
+    times: dict[Hashable, list[float]] = {k: [] for k in tasks}
+    keys = list(tasks)
+    for r in range(warmup + repeats):
+        rng.shuffle(keys)
+        t_round = time.perf_counter()
+        for k in keys:
+            t0 = time.perf_counter()
+            tasks[k]()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                times[k].append(dt)
+        kind = "warm-up" if r < warmup else f"repeat {r - warmup + 1}/{repeats}"
+        print(f"  {label} {kind}: {time.perf_counter() - t_round:.1f} s", flush=True)
+    return times
+
+
+def fit_exponent(points: Sequence[float], times: Sequence[float]) -> float:
+    """Least-squares slope alpha of log(time) against log(points): time ~ points^alpha."""
+    if len(points) != len(times) or len(points) < 2:
+        raise ValueError(f"need >= 2 matching points and times, got {len(points)} and {len(times)}")
+    return float(np.polyfit(np.log(points), np.log(times), 1)[0])
+
+
+def theory_exponent(name: str, points: Sequence[float]) -> float:
+    """Exponent of the operator's asymptotic cost fitted over ``points`` (N log N is not a pure
+    power: its effective exponent over a finite range is a little above 1)."""
+    cost = {"N log N": lambda n: n * math.log(n), "N": lambda n: n,
+            "N^1.5": lambda n: n ** 1.5}[THEORY[name]]
+    return fit_exponent(points, [cost(n) for n in points])
+
+
+def count_flops(name: str, batch: int, n: int, *, backward: bool) -> float | None:
+    """FLOPs of one pass at grid n x n, counted on fake tensors (matmuls and convolutions; FFTs
+    are not counted). None if the counter is unavailable."""
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    model = build(name)  # a throw-away copy: fake gradients must not reach timed models
+    with FakeTensorMode(allow_non_fake_inputs=True), FlopCounterMode(display=False) as counter:
+        x, cond = torch.randn(batch, IN_CHANNELS, n, n), torch.randn(batch, COND_DIM)
+        if backward:
+            model(x, cond).square().mean().backward()
+        else:
+            with torch.no_grad():
+                model(x, cond)
+    return float(counter.get_total_flops())
+
+
+# -- peak memory in a fresh process ----------------------------------------------------------------
+
+def _rss_mib() -> float:
+    """Current resident set size in MiB (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+WARMUP_GRID = 16  # grid of the memory child's warm-up pass
+
+
+def _child_memory(name: str, n: int, batch: int) -> dict[str, Any]:
+    """Run in a fresh process: RSS growth of one forward+backward at n x n.
+
+    A warm-up pass on a tiny grid comes first: the first call into torch's kernels maps hundreds
+    of MiB of library code into the resident set, which is no part of the operator's cost.
+    """
+    if n <= WARMUP_GRID:
+        raise ValueError(f"memory grid {n} must exceed the warm-up grid {WARMUP_GRID}")
+    torch.set_num_threads(THREADS)
+    model = build(name)
+    forward_backward(model, *inputs(batch, WARMUP_GRID))
+    model.zero_grad(set_to_none=True)
+    x, cond = inputs(batch, n)
+    gc.collect()
+    rss_before, peak_before = _rss_mib(), _peak_rss_mib()
+    forward_backward(model, x, cond)
+    peak_after = _peak_rss_mib()
+    return {"rss_before_mib": rss_before, "peak_before_mib": peak_before, "peak_after_mib": peak_after,
+            "peak_delta_mib": peak_after - rss_before,
+            # if the pass never exceeded the earlier peak, the delta only bounds it from above
+            "exceeded_earlier_peak": peak_after > peak_before,
+            "params_mib": n_params(model) * 4 / 2**20}
+
+
+def peak_memory(name: str, n: int, batch: int) -> dict[str, Any]:
+    """Peak RSS growth (MiB) of one forward+backward, measured in a child process."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "benchmarks.operators", "--child", name, str(n), str(batch)]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        return {"error": f"child exited {res.returncode}: {res.stderr.strip()[-500:]}"}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# -- one axis pass of the factorized attention ------------------------------------------------------
+
+def axis_pass_benchmark(sizes: Sequence[int], fixed: int, batch: int, *, warmup: int,
+                        repeats: int) -> dict[str, Any]:
+    """Time one axis pass (axis kernel + its application to the values) of FactFormer's
+    attention, forward only, on grids ``(n_kernel_axis, n_other)``:
+
+    - ``other``: kernel axis fixed at ``fixed`` points, the other axis varied -> cost ~ N;
+    - ``kernel``: the other axis fixed, the kernel axis varied -> cost ~ N n_axis = N^2 / fixed.
+    """
+    from sciflow.operators.factformer import FactorizedAttention, apply_along_axis
+
+    ff = OPERATORS["FactFormer"]["init_args"]
+    torch.manual_seed(0)
+    attn = FactorizedAttention(ff["width"], 2, heads=ff["heads"], dim_head=ff["dim_head"],
+                               mode="chained", periodic=False, rotary_max_freq=32.0)
+    h, c = ff["heads"], ff["dim_head"]
+
+    def task(n_kernel: int, n_other: int) -> Callable[[], None]:
+        u = torch.randn(batch, n_kernel, n_other, ff["width"])
+        with torch.no_grad():
+            v = attn.to_v(u).view(batch, n_kernel, n_other, h, c).movedim(-2, 1)  # (B,h,nk,no,c)
+
+        def run() -> None:
+            with torch.no_grad():
+                apply_along_axis(attn.axis_kernel(u, 0), v, 0)
+        return run
+
+    grids = {("other", m): (fixed, m) for m in sizes} | {("kernel", m): (m, fixed) for m in sizes}
+    times = time_interleaved({k: task(*g) for k, g in grids.items()}, warmup=warmup,
+                             repeats=repeats, seed=1, label="axis pass")
+    out: dict[str, Any] = {"fixed": fixed, "batch": batch, "sizes": list(sizes)}
+    for case in ("other", "kernel"):
+        med = [statistics.median(times[(case, m)]) for m in sizes]
+        points = [fixed * m for m in sizes]
+        out[case] = {"points": points, "median_s": med, "raw_s": [times[(case, m)] for m in sizes],
+                     "alpha": fit_exponent(points, med)}
+    return out
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+
+def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
+        axis_sizes: Sequence[int], axis_fixed: int, warmup: int, repeats: int,
+        series_repeats: int, memory_sizes: Sequence[int]) -> dict[str, Any]:
+    torch.set_num_threads(THREADS)
+    names = list(OPERATORS)
+    load_start = os.getloadavg()
+    models = {k: build(k) for k in names}
+    params = {k: n_params(m) for k, m in models.items()}
+    for k in names:
+        print(f"{k}: {params[k]:,} parameters ({params[k] / TARGET_PARAMS - 1:+.0%} of target)")
+
+    print(f"forward+backward, batch {batch}, grids {list(table_sizes)}", flush=True)
+    data = {n: inputs(batch, n) for n in table_sizes}
+    train = time_interleaved(
+        {(k, n): (lambda m=models[k], d=data[n]: forward_backward(m, *d)) for k in names for n in table_sizes},
+        warmup=warmup, repeats=repeats, seed=0, label="fwd+bwd")
+    for m in models.values():
+        m.zero_grad(set_to_none=True)
+
+    print(f"forward only, batch {batch}, grids {list(series_sizes)}", flush=True)
+    data = {n: inputs(batch, n) for n in series_sizes}
+    infer = time_interleaved(
+        {(k, n): (lambda m=models[k], d=data[n]: forward_only(m, *d)) for k in names for n in series_sizes},
+        warmup=warmup, repeats=series_repeats, seed=0, label="forward")
+    del data
+
+    print("peak memory (fresh process per operator and grid)", flush=True)
+    memory = {k: {str(n): peak_memory(k, n, batch) for n in memory_sizes} for k in names}
+
+    print("FLOP counts", flush=True)
+    flops_train = {k: {str(n): count_flops(k, batch, n, backward=True) for n in table_sizes} for k in names}
+    flops_infer = {k: {str(n): count_flops(k, batch, n, backward=False) for n in series_sizes} for k in names}
+
+    print("axis pass of the factorized attention", flush=True)
+    axis = axis_pass_benchmark(axis_sizes, axis_fixed, batch, warmup=max(warmup, 2), repeats=max(repeats, 7))
+
+    points = [n * n for n in series_sizes]
+    operators: dict[str, Any] = {}
+    for k in names:
+        tr = {str(n): train[(k, n)] for n in table_sizes}
+        inf = {str(n): infer[(k, n)] for n in series_sizes}
+        inf_med = [statistics.median(inf[str(n)]) for n in series_sizes]
+        tr_med = [statistics.median(tr[str(n)]) for n in table_sizes]
+        fl = [flops_infer[k][str(n)] for n in series_sizes]
+        operators[k] = {
+            "spec": OPERATORS[k], "params": params[k], "theory": THEORY[k],
+            "train_s": tr, "train_median_s": dict(zip(map(str, table_sizes), tr_med)),
+            "forward_s": inf, "forward_median_s": dict(zip(map(str, series_sizes), inf_med)),
+            "memory": memory[k], "flops_train": flops_train[k], "flops_forward": flops_infer[k],
+            "alpha_forward": fit_exponent(points, inf_med),
+            "alpha_train": fit_exponent([n * n for n in table_sizes], tr_med),
+            "alpha_flops": fit_exponent(points, fl) if all(fl) else None,
+            "alpha_theory": theory_exponent(k, points),
+            "ratio_forward": inf_med[-1] / inf_med[0], "ratio_points": points[-1] / points[0],
+        }
+    return {
+        "batch": batch, "in_channels": IN_CHANNELS, "out_channels": OUT_CHANNELS, "cond_dim": COND_DIM,
+        "threads": THREADS, "warmup": warmup, "repeats": repeats, "series_repeats": series_repeats,
+        "table_sizes": list(table_sizes), "series_sizes": list(series_sizes),
+        "memory_sizes": list(memory_sizes), "target_params": TARGET_PARAMS,
+        "load_average_start": load_start, "load_average_end": os.getloadavg(),
+        "memory_method": "peak RSS (ru_maxrss) after one forward+backward minus RSS just before, in a "
+                         f"fresh child process per operator and grid, after a warm-up pass at {WARMUP_GRID}^2",
+        "operators": operators, "axis_pass": axis,
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------------
+
+def _hyper(spec: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in spec["init_args"].items())
+
+
+def _mib(mem: dict[str, Any]) -> Any:
+    return "failed" if "error" in mem else round(mem["peak_delta_mib"])
+
+
+def readme_text(res: dict[str, Any]) -> str:
+    from benchmarks._report import markdown_table
+
+    ops, B = res["operators"], res["batch"]
+    t_sizes, s_sizes, m_sizes = res["table_sizes"], res["series_sizes"], res["memory_sizes"]
+    ref = ops["FNO"]["train_median_s"][str(t_sizes[-1])]
+    rows = []
+    for k, o in ops.items():
+        row = [k, _hyper(o["spec"]), f"{o['params'] / 1e6:.3f} M"]
+        row += [o["train_median_s"][str(n)] for n in t_sizes]
+        row += [o["train_median_s"][str(t_sizes[-1])] / ref]
+        row += [_mib(o["memory"][str(n)]) for n in m_sizes]
+        f = o["flops_train"][str(t_sizes[0])]
+        row += [f / 1e9 if f else "n/a"]
+        rows.append(row)
+    header = (["operator", "hyperparameters", "params"]
+              + [f"fwd+bwd {n}² (s)" for n in t_sizes] + [f"time / FNO at {t_sizes[-1]}²"]
+              + [f"peak mem {n}² (MiB)" for n in m_sizes] + [f"GFLOP fwd+bwd {t_sizes[0]}²"])
+    table1 = markdown_table(header, rows)
+
+    rows = []
+    for k, o in ops.items():
+        row = [k] + [o["forward_median_s"][str(n)] for n in s_sizes]
+        row += [f"{o['ratio_forward']:.1f} (points x{o['ratio_points']:.0f})", round(o["alpha_forward"], 2),
+                round(o["alpha_train"], 2),
+                round(o["alpha_flops"], 2) if o["alpha_flops"] is not None else "n/a",
+                f"{o['alpha_theory']:.2f} ({o['theory']})"]
+        rows.append(row)
+    header = (["operator"] + [f"forward {n}² (s)" for n in s_sizes]
+              + [f"time {s_sizes[-1]}² / {s_sizes[0]}²", "alpha (forward)",
+                 f"alpha (fwd+bwd, {t_sizes[0]}²-{t_sizes[-1]}²)", "alpha of FLOPs", "alpha theory"])
+    table2 = markdown_table(header, rows)
+
+    ax = res["axis_pass"]
+    rows = []
+    for case, what, expect in (("other", f"kernel axis fixed at {ax['fixed']}, other axis varied", "1"),
+                               ("kernel", f"other axis fixed at {ax['fixed']}, kernel axis varied", "2")):
+        a = ax[case]
+        rows.append([what, ", ".join(f"{p}: {t * 1e3:.2f} ms" for p, t in zip(a["points"], a["median_s"])),
+                     round(a["alpha"], 2), expect])
+    table3 = markdown_table(["axis pass", "points N: median time", "alpha in N", "expected"], rows)
+
+    l0, l1 = res["load_average_start"][0], res["load_average_end"][0]
+    return f"""### Operators: cost at comparable parameter counts (CPU)
+
+`python -m benchmarks.operators` -> `results/operators.json` (raw repeats included).
+All four map 3 -> 3 channels with a 5-entry conditioning vector (the cavity sizes), batch {B},
+`torch.set_num_threads({res['threads']})`, float32. Hyperparameters are chosen so that every operator is
+within +-25 % of {res['target_params'] / 1e6:.0f} M parameters; `configs/cavity_*.yaml` use the same ones.
+
+**Absolute times are indicative, ratios are the claim.** The machine (2 cores) was shared with
+other jobs while this ran (1-minute load average {l0:.1f} at the start, {l1:.1f} at the end), so
+operators and grid sizes are interleaved in a seeded random order within every repeat (load hits
+all alike), the first round is a warm-up, and the tables show medians of {res['repeats']} repeats
+(forward+backward) and {res['series_repeats']} repeats (forward only).
+
+Peak memory: growth of the resident set size of a fresh process during one forward+backward
+(`ru_maxrss` after minus the RSS just before, with model and inputs built and one warm-up pass on a
+{WARMUP_GRID}² grid done, so library code paged in on first use is not counted); it includes the
+gradients and the autograd graph. FLOPs: `torch.utils.flop_counter` on fake tensors (matrix
+products and convolutions; FFTs are not counted, so FNO's figure is a lower bound).
+
+{table1}
+
+Scaling with the number of points N from {s_sizes[0]}² to {s_sizes[-1]}²: forward-only time (an inference
+pass, as in a rollout) fitted as time ~ N^alpha over {', '.join(f'{n}²' for n in s_sizes)}.
+Forward-only because a forward+backward of IFactFormer-m at {s_sizes[-1]}² would need about
+{(s_sizes[-1] / m_sizes[0]) ** 2:.0f}x its {m_sizes[0]}² memory above, more than this machine has;
+the two-point forward+backward exponent over {t_sizes[0]}²-{t_sizes[-1]}² is shown alongside.
+"alpha of FLOPs" is the same fit on the counted FLOPs; "alpha theory" fits the asymptotic cost over
+the same N (N log N has an effective exponent a little above 1 over a finite range).
+
+{table2}
+
+The factorized attention never forms an N x N matrix: one axis pass (build the axis kernel from a
+learned projection onto the axis, apply it along that axis) costs O(N n_axis d). With the kernel
+axis fixed it is linear in the number of points N; growing the kernel axis itself costs N n_axis,
+i.e. N^2 here (the other axis is fixed), which on a square grid (n_axis = N^(1/2)) gives the
+N^(3/2) of the full operator. FactFormer's attention (width {OPERATORS['FactFormer']['init_args']['width']},
+{OPERATORS['FactFormer']['init_args']['heads']} heads), forward only, batch {ax['batch']}:
+
+{table3}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny grids and repeats; print, write nothing")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=4, help="repeats of the forward+backward timings")
+    ap.add_argument("--series-repeats", type=int, default=3, help="repeats of the forward-only series")
+    ap.add_argument("--child", nargs=3, metavar=("OPERATOR", "N", "BATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        name, n, batch = args.child
+        print(json.dumps(_child_memory(name, int(n), int(batch))))
+        return
+
+    t0 = time.perf_counter()
+    if args.quick:
+        res = run(batch=args.batch, table_sizes=(16, 32), series_sizes=(16, 32, 64), axis_sizes=(16, 32, 64),
+                  axis_fixed=16, warmup=1, repeats=2, series_repeats=2, memory_sizes=(32,))
+    else:
+        res = run(batch=args.batch, table_sizes=(64, 128), series_sizes=(64, 128, 256),
+                  axis_sizes=(64, 128, 256, 512), axis_fixed=64, warmup=args.warmup,
+                  repeats=args.repeats, series_repeats=args.series_repeats, memory_sizes=(64, 128))
+    res["wall_s"] = time.perf_counter() - t0
+    text = readme_text(res)
+    print(text)
+    print(f"total {res['wall_s']:.0f} s")
+    if not args.quick:
+        from benchmarks._report import save_json, update_readme
+
+        save_json("operators", res)
+        update_readme("operators", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,9 +8,12 @@ there; ``--force PART`` redoes one part):
   baseline when ``datasets/dam.yaml`` exists, and KS per trajectory at 140 and 640 frames (alone
   and in a batch of 16, as the sweep runs it). The output and internal grids are recorded.
 - ``sweeps``: wall time of each card's default sweep (``sciflow data generate <card> --workers 2``,
-  every subset's ``cases``), into the card's data folder, which the baseline table then trains on.
-  A sweep that found files already there records how many (its wall time covers the rest only);
-  the summed solver seconds of all its cases are recorded either way.
+  every subset's ``cases``), into the card's data folder, which the baseline table then trains on,
+  with the CPU seconds its worker processes used and the machine's load average: on a shared
+  machine the wall time depends on the other load, the CPU seconds do not (an idle 2-core machine
+  runs the sweep in about CPU seconds / 2). A sweep that found files already there records how
+  many (its times cover the rest only); the summed solver seconds of all its cases are recorded
+  either way.
 - ``quality``: over every generated file of a card: whether it passes ``check_file``, the
   max and 99th percentile of the central-difference divergence of the stored velocity on
   interior fluid cells in units of U / L (each case's ``div_scale``), the same of the solver's own
@@ -39,6 +42,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -142,14 +146,21 @@ def sweep(name: str, workers: int) -> dict[str, Any]:
     card = load_card(name)
     jobs = plan(card)
     existing = sum(j.path.exists() for j in jobs)
+    load_before = os.getloadavg()
+    who = resource.RUSAGE_CHILDREN if workers > 1 else resource.RUSAGE_SELF
+    cpu_before = resource.getrusage(who)
     start = time.perf_counter()
     files = generate(card, workers=workers, progress=True)
     wall = time.perf_counter() - start
+    cpu_after = resource.getrusage(who)
+    # CPU seconds of the worker processes: what the sweep costs regardless of other load
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     attrs = [a for f in files for a in _case_attrs(f)]
     solver = [float(a["wall_seconds"]) for a in attrs]
     return {
         "cases": len(attrs), "files_before": existing, "workers": workers,
-        "wall_seconds": wall, "complete_run": existing == 0,
+        "wall_seconds": wall, "complete_run": existing == 0, "worker_cpu_seconds": cpu,
+        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
         "solver_seconds_sum": sum(solver), "solver_seconds_median": statistics.median(solver),
         "output_grid": list(card.grid), "frames": card.frames_for("train"), "frame_dt": card.dt,
         "internal_grids": sorted({tuple(a["internal_grid"]) for a in attrs if "internal_grid" in a}),

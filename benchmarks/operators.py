@@ -5,14 +5,19 @@ points; and the cost of one axis pass of the factorized attention.
 Method (see the README section this writes for the reasoning):
 
 - Every operator maps 3 channels to 3 channels with a 5-entry conditioning vector (the cavity
-  sizes: u, v, p and ``[U, rho, mu, height, width]``), batch fixed, ``torch.set_num_threads(2)``.
+  sizes: u, v, p and ``[U, rho, mu, height, width]``), batch fixed, a fixed number of torch
+  threads (``--threads``; default 1, because on a machine whose cores are busy with other jobs two
+  OpenMP threads wait on each other at every barrier, which made the same passes 3-4x slower in
+  wall time, and unevenly so across operators).
 - Timings interleave operators *and* grid sizes within each repeat, in a seeded random order, so
   that load from other processes hits all alike; the first round is a warm-up; medians are
-  reported and the raw repeats are kept in the JSON.
+  reported and the raw repeats (wall and process CPU time) are kept in the JSON.
 - Peak memory is the growth of the resident set size (RSS) of a fresh child process during one
-  forward+backward: ``ru_maxrss`` after minus the RSS just before (model and inputs built, one
-  warm-up pass on a 16² grid already done so that library code paged in on first use is excluded).
-  ``tracemalloc`` cannot see torch's allocations, hence a process-level measure.
+  forward+backward: the high-water mark ``VmHWM`` (reset just before through
+  ``/proc/self/clear_refs``) minus the RSS just before, with model and inputs built and one warm-up
+  pass on a 16² grid done, so that library code paged in on first use is not counted. ``tracemalloc``
+  cannot see torch's allocations, hence a process-level measure. ``ru_maxrss`` is not used: Linux
+  carries it across ``fork``/``exec`` from the parent, so a child inherits the parent's peak.
 - FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on fake tensors (no compute);
   it counts matrix products and convolutions, not FFTs, so FNO's FLOPs are a lower bound.
 
@@ -28,7 +33,6 @@ import json
 import math
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,7 +49,6 @@ from sciflow.operators import build_operator
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CHANNELS, OUT_CHANNELS, COND_DIM = 3, 3, 5
-THREADS = 2
 
 # Hyperparameters chosen so that all four land within +-25 % of 1 M parameters; the cavity
 # configs (configs/cavity_*.yaml) use the same ones.
@@ -100,26 +103,29 @@ def forward_only(model: nn.Module, x: Tensor, cond: Tensor) -> None:
 
 
 def time_interleaved(tasks: dict[Hashable, Callable[[], None]], *, warmup: int, repeats: int,
-                     seed: int = 0, label: str = "") -> dict[Hashable, list[float]]:
-    """Wall time of every task, ``warmup + repeats`` rounds; each round runs all tasks once in a
-    fresh seeded random order. Returns task -> ``repeats`` seconds (warm-up rounds dropped)."""
+                     seed: int = 0, label: str = "") -> tuple[dict[Hashable, list[float]], dict[Hashable, list[float]]]:
+    """Time every task over ``warmup + repeats`` rounds; each round runs all tasks once in a fresh
+    seeded random order. Returns (wall seconds, process CPU seconds), each task -> ``repeats``
+    values (warm-up rounds dropped). CPU time is less sensitive to other processes' load."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     rng = random.Random(seed)
-    times: dict[Hashable, list[float]] = {k: [] for k in tasks}
+    wall: dict[Hashable, list[float]] = {k: [] for k in tasks}
+    cpu: dict[Hashable, list[float]] = {k: [] for k in tasks}
     keys = list(tasks)
     for r in range(warmup + repeats):
         rng.shuffle(keys)
         t_round = time.perf_counter()
         for k in keys:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             tasks[k]()
-            dt = time.perf_counter() - t0
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
             if r >= warmup:
-                times[k].append(dt)
+                wall[k].append(dt)
+                cpu[k].append(dc)
         kind = "warm-up" if r < warmup else f"repeat {r - warmup + 1}/{repeats}"
         print(f"  {label} {kind}: {time.perf_counter() - t_round:.1f} s", flush=True)
-    return times
+    return wall, cpu
 
 
 def fit_exponent(points: Sequence[float], times: Sequence[float]) -> float:
@@ -158,51 +164,46 @@ def count_flops(name: str, batch: int, n: int, *, backward: bool) -> float | Non
 
 # -- peak memory in a fresh process ----------------------------------------------------------------
 
-def _rss_mib() -> float:
-    """Current resident set size in MiB (Linux /proc; falls back to the peak elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return _peak_rss_mib()
-
-
-def _peak_rss_mib() -> float:
-    scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+def _status_mib(key: str) -> float:
+    """A memory line of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f"/proc/self/status has no {key} line")
 
 
 WARMUP_GRID = 16  # grid of the memory child's warm-up pass
 
 
-def _child_memory(name: str, n: int, batch: int) -> dict[str, Any]:
-    """Run in a fresh process: RSS growth of one forward+backward at n x n.
+def _child_memory(name: str, n: int, batch: int, threads: int) -> dict[str, Any]:
+    """Run in a fresh process: peak RSS growth of one forward+backward at n x n (Linux only).
 
     A warm-up pass on a tiny grid comes first: the first call into torch's kernels maps hundreds
-    of MiB of library code into the resident set, which is no part of the operator's cost.
+    of MiB of library code into the resident set, which is no part of the operator's cost. The
+    kernel's RSS high-water mark is then reset to the current RSS, so it sees only the measured pass.
     """
     if n <= WARMUP_GRID:
         raise ValueError(f"memory grid {n} must exceed the warm-up grid {WARMUP_GRID}")
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     model = build(name)
     forward_backward(model, *inputs(batch, WARMUP_GRID))
     model.zero_grad(set_to_none=True)
     x, cond = inputs(batch, n)
     gc.collect()
-    rss_before, peak_before = _rss_mib(), _peak_rss_mib()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    rss_before, hwm_before = _status_mib("VmRSS"), _status_mib("VmHWM")
     forward_backward(model, x, cond)
-    peak_after = _peak_rss_mib()
-    return {"rss_before_mib": rss_before, "peak_before_mib": peak_before, "peak_after_mib": peak_after,
-            "peak_delta_mib": peak_after - rss_before,
-            # if the pass never exceeded the earlier peak, the delta only bounds it from above
-            "exceeded_earlier_peak": peak_after > peak_before,
-            "params_mib": n_params(model) * 4 / 2**20}
+    hwm_after = _status_mib("VmHWM")
+    return {"rss_before_mib": rss_before, "hwm_before_mib": hwm_before, "hwm_after_mib": hwm_after,
+            "peak_delta_mib": hwm_after - rss_before, "params_mib": n_params(model) * 4 / 2**20}
 
 
-def peak_memory(name: str, n: int, batch: int) -> dict[str, Any]:
+def peak_memory(name: str, n: int, batch: int, threads: int) -> dict[str, Any]:
     """Peak RSS growth (MiB) of one forward+backward, measured in a child process."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "benchmarks.operators", "--child", name, str(n), str(batch)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "benchmarks.operators", "--child", name, str(n), str(batch), str(threads)]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         return {"error": f"child exited {res.returncode}: {res.stderr.strip()[-500:]}"}
@@ -238,8 +239,8 @@ def axis_pass_benchmark(sizes: Sequence[int], fixed: int, batch: int, *, warmup:
         return run
 
     grids = {("other", m): (fixed, m) for m in sizes} | {("kernel", m): (m, fixed) for m in sizes}
-    times = time_interleaved({k: task(*g) for k, g in grids.items()}, warmup=warmup,
-                             repeats=repeats, seed=1, label="axis pass")
+    times, _ = time_interleaved({k: task(*g) for k, g in grids.items()}, warmup=warmup,
+                                repeats=repeats, seed=1, label="axis pass")
     out: dict[str, Any] = {"fixed": fixed, "batch": batch, "sizes": list(sizes)}
     for case in ("other", "kernel"):
         med = [statistics.median(times[(case, m)]) for m in sizes]
@@ -251,10 +252,10 @@ def axis_pass_benchmark(sizes: Sequence[int], fixed: int, batch: int, *, warmup:
 
 # -- the whole run -----------------------------------------------------------------------------------
 
-def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
+def run(*, batch: int, threads: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
         axis_sizes: Sequence[int], axis_fixed: int, warmup: int, repeats: int,
         series_repeats: int, memory_sizes: Sequence[int]) -> dict[str, Any]:
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     names = list(OPERATORS)
     load_start = os.getloadavg()
     models = {k: build(k) for k in names}
@@ -262,9 +263,13 @@ def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
     for k in names:
         print(f"{k}: {params[k]:,} parameters ({params[k] / TARGET_PARAMS - 1:+.0%} of target)")
 
+    # first, while this process is still small (children start as copies of it)
+    print("peak memory (fresh process per operator and grid)", flush=True)
+    memory = {k: {str(n): peak_memory(k, n, batch, threads) for n in memory_sizes} for k in names}
+
     print(f"forward+backward, batch {batch}, grids {list(table_sizes)}", flush=True)
     data = {n: inputs(batch, n) for n in table_sizes}
-    train = time_interleaved(
+    train, train_cpu = time_interleaved(
         {(k, n): (lambda m=models[k], d=data[n]: forward_backward(m, *d)) for k in names for n in table_sizes},
         warmup=warmup, repeats=repeats, seed=0, label="fwd+bwd")
     for m in models.values():
@@ -272,13 +277,10 @@ def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
 
     print(f"forward only, batch {batch}, grids {list(series_sizes)}", flush=True)
     data = {n: inputs(batch, n) for n in series_sizes}
-    infer = time_interleaved(
+    infer, infer_cpu = time_interleaved(
         {(k, n): (lambda m=models[k], d=data[n]: forward_only(m, *d)) for k in names for n in series_sizes},
         warmup=warmup, repeats=series_repeats, seed=0, label="forward")
     del data
-
-    print("peak memory (fresh process per operator and grid)", flush=True)
-    memory = {k: {str(n): peak_memory(k, n, batch) for n in memory_sizes} for k in names}
 
     print("FLOP counts", flush=True)
     flops_train = {k: {str(n): count_flops(k, batch, n, backward=True) for n in table_sizes} for k in names}
@@ -293,14 +295,18 @@ def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
         tr = {str(n): train[(k, n)] for n in table_sizes}
         inf = {str(n): infer[(k, n)] for n in series_sizes}
         inf_med = [statistics.median(inf[str(n)]) for n in series_sizes]
+        inf_cpu_med = [statistics.median(infer_cpu[(k, n)]) for n in series_sizes]
         tr_med = [statistics.median(tr[str(n)]) for n in table_sizes]
         fl = [flops_infer[k][str(n)] for n in series_sizes]
         operators[k] = {
             "spec": OPERATORS[k], "params": params[k], "theory": THEORY[k],
             "train_s": tr, "train_median_s": dict(zip(map(str, table_sizes), tr_med)),
+            "train_cpu_s": {str(n): train_cpu[(k, n)] for n in table_sizes},
             "forward_s": inf, "forward_median_s": dict(zip(map(str, series_sizes), inf_med)),
+            "forward_cpu_s": {str(n): infer_cpu[(k, n)] for n in series_sizes},
             "memory": memory[k], "flops_train": flops_train[k], "flops_forward": flops_infer[k],
             "alpha_forward": fit_exponent(points, inf_med),
+            "alpha_forward_cpu": fit_exponent(points, inf_cpu_med),
             "alpha_train": fit_exponent([n * n for n in table_sizes], tr_med),
             "alpha_flops": fit_exponent(points, fl) if all(fl) else None,
             "alpha_theory": theory_exponent(k, points),
@@ -308,12 +314,13 @@ def run(*, batch: int, table_sizes: Sequence[int], series_sizes: Sequence[int],
         }
     return {
         "batch": batch, "in_channels": IN_CHANNELS, "out_channels": OUT_CHANNELS, "cond_dim": COND_DIM,
-        "threads": THREADS, "warmup": warmup, "repeats": repeats, "series_repeats": series_repeats,
+        "threads": threads, "warmup": warmup, "repeats": repeats, "series_repeats": series_repeats,
         "table_sizes": list(table_sizes), "series_sizes": list(series_sizes),
         "memory_sizes": list(memory_sizes), "target_params": TARGET_PARAMS,
         "load_average_start": load_start, "load_average_end": os.getloadavg(),
-        "memory_method": "peak RSS (ru_maxrss) after one forward+backward minus RSS just before, in a "
-                         f"fresh child process per operator and grid, after a warm-up pass at {WARMUP_GRID}^2",
+        "memory_method": "VmHWM (reset via /proc/self/clear_refs) after one forward+backward minus VmRSS "
+                         "just before, in a fresh child process per operator and grid, after a warm-up "
+                         f"pass at {WARMUP_GRID}^2",
         "operators": operators, "axis_pass": axis,
     }
 
@@ -352,12 +359,12 @@ def readme_text(res: dict[str, Any]) -> str:
     for k, o in ops.items():
         row = [k] + [o["forward_median_s"][str(n)] for n in s_sizes]
         row += [f"{o['ratio_forward']:.1f} (points x{o['ratio_points']:.0f})", round(o["alpha_forward"], 2),
-                round(o["alpha_train"], 2),
+                round(o["alpha_forward_cpu"], 2), round(o["alpha_train"], 2),
                 round(o["alpha_flops"], 2) if o["alpha_flops"] is not None else "n/a",
                 f"{o['alpha_theory']:.2f} ({o['theory']})"]
         rows.append(row)
     header = (["operator"] + [f"forward {n}² (s)" for n in s_sizes]
-              + [f"time {s_sizes[-1]}² / {s_sizes[0]}²", "alpha (forward)",
+              + [f"time {s_sizes[-1]}² / {s_sizes[0]}²", "alpha (forward)", "alpha (forward, CPU time)",
                  f"alpha (fwd+bwd, {t_sizes[0]}²-{t_sizes[-1]}²)", "alpha of FLOPs", "alpha theory"])
     table2 = markdown_table(header, rows)
 
@@ -369,6 +376,15 @@ def readme_text(res: dict[str, Any]) -> str:
         rows.append([what, ", ".join(f"{p}: {t * 1e3:.2f} ms" for p, t in zip(a["points"], a["median_s"])),
                      round(a["alpha"], 2), expect])
     table3 = markdown_table(["axis pass", "points N: median time", "alpha in N", "expected"], rows)
+    kt, kp = ax["kernel"]["median_s"], ax["kernel"]["points"]
+    last_slope = math.log(kt[-1] / kt[-2]) / math.log(kp[-1] / kp[-2])
+    axis_note = ""
+    if last_slope > 2.5:
+        axis_note = (
+            f"\nBetween the two largest kernel axes the time grows as N^{last_slope:.1f}, faster than N^2: "
+            "`apply_along_axis` multiplies the kernel, broadcast over the other axes, with `torch.matmul`, "
+            "which materialises that broadcast (O(N n_axis) memory per head instead of O(n_axis^2)); "
+            "one matrix product per head on the values reshaped to (n_axis, rest) avoids the copy.\n")
 
     l0, l1 = res["load_average_start"][0], res["load_average_end"][0]
     return f"""### Operators: cost at comparable parameter counts (CPU)
@@ -382,13 +398,17 @@ within +-25 % of {res['target_params'] / 1e6:.0f} M parameters; `configs/cavity_
 other jobs while this ran (1-minute load average {l0:.1f} at the start, {l1:.1f} at the end), so
 operators and grid sizes are interleaved in a seeded random order within every repeat (load hits
 all alike), the first round is a warm-up, and the tables show medians of {res['repeats']} repeats
-(forward+backward) and {res['series_repeats']} repeats (forward only).
+(forward+backward) and {res['series_repeats']} repeats (forward only). Torch threads: {res['threads']} (`--threads`).
+With every core busy, two OpenMP threads wait on each other at each barrier: in a separate check
+under the same load, a forward+backward at 64² took 4x (FNO) and 2.8x (FactFormer) longer in wall
+time with 2 threads than with 1, unevenly enough to distort the ratios; 2 threads suit an idle machine.
 
-Peak memory: growth of the resident set size of a fresh process during one forward+backward
-(`ru_maxrss` after minus the RSS just before, with model and inputs built and one warm-up pass on a
-{WARMUP_GRID}² grid done, so library code paged in on first use is not counted); it includes the
-gradients and the autograd graph. FLOPs: `torch.utils.flop_counter` on fake tensors (matrix
-products and convolutions; FFTs are not counted, so FNO's figure is a lower bound).
+Peak memory: growth of the resident set size of a fresh process during one forward+backward (the
+kernel's high-water mark `VmHWM`, reset just before, minus the RSS just before; model and inputs
+built and one warm-up pass on a {WARMUP_GRID}² grid done, so library code paged in on first use is not
+counted); it includes the gradients and the autograd graph. FLOPs: `torch.utils.flop_counter` on
+fake tensors (matrix products and convolutions; FFTs are not counted, so FNO's figure is a lower
+bound).
 
 {table1}
 
@@ -402,6 +422,12 @@ the same N (N log N has an effective exponent a little above 1 over a finite ran
 
 {table2}
 
+Why the transformers do not show N^1.5 here: per point and block, the pointwise linear maps and
+MLP cost O(d^2) (d = 128-192 features) while applying the axis kernels costs O(n_axis d); the
+second overtakes the first only once an axis holds several times d points (about 400 for this
+FactFormer), so at 64²-256² both FLOPs and times grow close to N. The N^(1+1/n) term itself is
+isolated below.
+
 The factorized attention never forms an N x N matrix: one axis pass (build the axis kernel from a
 learned projection onto the axis, apply it along that axis) costs O(N n_axis d). With the kernel
 axis fixed it is linear in the number of points N; growing the kernel axis itself costs N n_axis,
@@ -410,31 +436,41 @@ N^(3/2) of the full operator. FactFormer's attention (width {OPERATORS['FactForm
 {OPERATORS['FactFormer']['init_args']['heads']} heads), forward only, batch {ax['batch']}:
 
 {table3}
-"""
+{axis_note}"""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny grids and repeats; print, write nothing")
     ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (see the module docstring)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=4, help="repeats of the forward+backward timings")
     ap.add_argument("--series-repeats", type=int, default=3, help="repeats of the forward-only series")
-    ap.add_argument("--child", nargs=3, metavar=("OPERATOR", "N", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--from-json", action="store_true",
+                    help="rewrite the README section from results/operators.json, measuring nothing")
+    ap.add_argument("--child", nargs=4, metavar=("OPERATOR", "N", "BATCH", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.child:
-        name, n, batch = args.child
-        print(json.dumps(_child_memory(name, int(n), int(batch))))
+        name, n, batch, threads = args.child
+        print(json.dumps(_child_memory(name, int(n), int(batch), int(threads))))
+        return
+
+    if args.from_json:
+        from benchmarks._report import HERE, update_readme
+
+        res = json.loads((HERE / "results" / "operators.json").read_text())
+        update_readme("operators", readme_text(res))
         return
 
     t0 = time.perf_counter()
     if args.quick:
-        res = run(batch=args.batch, table_sizes=(16, 32), series_sizes=(16, 32, 64), axis_sizes=(16, 32, 64),
+        res = run(batch=args.batch, threads=args.threads, table_sizes=(16, 32), series_sizes=(16, 32, 64), axis_sizes=(16, 32, 64),
                   axis_fixed=16, warmup=1, repeats=2, series_repeats=2, memory_sizes=(32,))
     else:
-        res = run(batch=args.batch, table_sizes=(64, 128), series_sizes=(64, 128, 256),
-                  axis_sizes=(64, 128, 256, 512), axis_fixed=64, warmup=args.warmup,
+        res = run(batch=args.batch, threads=args.threads, table_sizes=(64, 128), series_sizes=(64, 128, 256),
+                  axis_sizes=(128, 256, 512, 1024), axis_fixed=128, warmup=args.warmup,
                   repeats=args.repeats, series_repeats=args.series_repeats, memory_sizes=(64, 128))
     res["wall_s"] = time.perf_counter() - t0
     text = readme_text(res)

@@ -11,6 +11,7 @@ from sciflow.solvers.base import BoundarySpec, Case, Problem
 PROBLEMS: dict[str, str] = {
     "cavity": "sciflow.solvers.cavity:Cavity",
     "cylinder": "sciflow.solvers.cylinder:Cylinder",
+    "dam": "sciflow.solvers.dam:Dam",
     "ks": "sciflow.solvers.ks:KS",
     "tube": "sciflow.solvers.tube:Tube",
 }

@@ -105,6 +105,8 @@ def _momentum(
     H = advective_flux(
         Ac[:, 0 : m + 1], Ac[:, 1 : m + 2], Ac[:, 2 : m + 3], Ac[:, 3 : m + 4], vel, scheme
     )
+    if nu == 0.0:  # advection only (the two-phase solver adds its own viscous stresses)
+        return -(F[1:] - F[:-1]) / hn - (H[:, 1:] - H[:, :-1]) / ht
     lap = (A[3:-1, 2:-2] - 2.0 * a + A[1:-3, 2:-2]) / hn**2 + (
         A[2:-2, 3:-1] - 2.0 * a + A[2:-2, 1:-3]
     ) / ht**2
@@ -262,10 +264,15 @@ class NS2D:
             ru -= self._wall_u * u
             rv -= self._wall_v * v
         r *= self._free
+        self.apply_outflow_law(q, r)
+        return r
+
+    def apply_outflow_law(self, q: np.ndarray, r: np.ndarray) -> None:
+        """Overwrite ``r: (nq,)`` on outflow faces with the convective law ``dq/dt = -c dq/dn``
+        (``c`` the mean outflow speed of the side, 0 when it flows in)."""
         for side in self.roles.outflow:
             c = max(0.0, side.sign * float(q[side.faces].mean()))
             r[side.faces] = -c * (q[side.faces] - q[side.inner]) / side.h
-        return r
 
     def stable_dt(self) -> float:
         """Largest step allowed by the advective CFL and the viscous limit."""

@@ -3,8 +3,8 @@ the output grid, divergence diagnostics and boundary descriptions for a :class:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,14 +42,16 @@ def output_mask(solver: NS2D, out: StaggeredGrid) -> np.ndarray:
 @dataclass
 class Frames:
     """Recorded output: ``velocity: (T, nx, ny, 2)``, ``pressure: (T, nx, ny)`` (physical, rho *
-    kinematic), ``mask: (nx, ny)`` (fluid), ``time: (T,)`` from 0, and the largest discrete
-    divergence of the solver's own field over the frames."""
+    kinematic), ``mask: (nx, ny)`` (fluid), ``time: (T,)`` from 0, the largest discrete
+    divergence of the solver's own field over the frames, and any extra scalar fields
+    (name -> ``(T, nx, ny)``)."""
 
     velocity: np.ndarray
     pressure: np.ndarray
     mask: np.ndarray
     time: np.ndarray
     max_div_internal: float
+    scalars: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def record_frames(
@@ -62,6 +64,8 @@ def record_frames(
     zero_mean_pressure: bool,
     initial_pressure: bool = True,
     callback: Callable[[NS2D], None] | None = None,
+    fields: Mapping[str, Callable[[NS2D], np.ndarray]] | None = None,
+    mask: np.ndarray | None = None,
 ) -> Frames:
     """Sample the solver now and after every ``frame_dt`` until ``frames`` frames are taken.
 
@@ -73,7 +77,11 @@ def record_frames(
     ``initial_pressure=False`` stores zeros as the pressure of frame 0: after an impulsive start
     the pressure at t = 0 is singular, and its discrete value only grows with resolution.
     Pressure is solved at each frame time (:meth:`NS2D.kinematic_pressure`).
-    ``callback(solver)`` runs after every time step.
+    ``callback(solver)`` runs after every time step. ``fields`` maps names of extra scalar
+    fields to functions of the solver returning cell values ``(nx, ny)`` on its grid (e.g. the
+    liquid fraction); like pressure, they are averaged over the fluid part of each output cell
+    and stored as 0 on solid output cells. ``mask: (nx, ny)`` replaces the default fluid mask
+    (:func:`output_mask`) where a problem draws its obstacle differently.
     """
     if not (isinstance(frames, int | np.integer) and frames >= 1):
         raise ValueError(f"frames must be an integer >= 1, got {frames!r}")
@@ -82,10 +90,16 @@ def record_frames(
     resample = CellResampler.between(solver.grid, out)
     fluid_in = (~solver.solid).astype(np.float64)
     frac = resample(fluid_in)
-    mask = output_mask(solver, out)
+    if mask is None:
+        mask = output_mask(solver, out)
+    elif np.shape(mask) != out.shape:
+        raise ValueError(f"mask: expected shape {out.shape}, found {np.shape(mask)}")
+    mask = np.asarray(mask, bool)
     weights = out.hx * out.hy * mask
     velocity = np.zeros((frames, *out.shape, 2))
     pressure = np.zeros((frames, *out.shape))
+    fields = dict(fields or {})
+    scalars = {name: np.zeros((frames, *out.shape)) for name in fields}
     max_div = 0.0
     t0 = solver.t
     for k in range(frames):
@@ -101,9 +115,12 @@ def record_frames(
         if zero_mean_pressure:
             p = np.where(mask, p - (p * weights).sum() / weights.sum(), 0.0)
         pressure[k] = p
+        for name, get in fields.items():
+            f = resample(np.asarray(get(solver), dtype=np.float64) * fluid_in)
+            scalars[name][k] = np.where(mask, f / np.maximum(frac, 1e-300), 0.0)
         max_div = max(max_div, float(np.abs(solver.divergence()).max()))
     time = frame_dt * np.arange(frames)
-    return Frames(velocity, pressure, mask, time, max_div)
+    return Frames(velocity, pressure, mask, time, max_div, scalars)
 
 
 def max_output_divergence(

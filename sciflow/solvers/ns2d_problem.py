@@ -69,7 +69,13 @@ class FlowSetup:
         boundaries: the :class:`BoundarySpec` list of the case.
         warmup: time simulated and discarded before frame 0.
         callback: called after every solver step (e.g. to record forces).
-        finish: returns extra attributes once the run is over.
+        finish: returns extra attributes once the run is over (they may replace the common
+            ones, e.g. ``solver``).
+        fields: extra scalar fields to store, name -> function of the solver giving cell values
+            ``(nx, ny)`` on its grid (see :func:`record_frames`).
+        initial_pressure: whether frame 0 stores the solved pressure; None: only after a
+            warm-up (an impulsive start makes the pressure at t = 0 singular).
+        mask: ``(nx, ny)`` fluid mask of the output grid; None: cells at least half fluid.
     """
 
     solver: NS2D
@@ -82,6 +88,9 @@ class FlowSetup:
     warmup: float = 0.0
     callback: Callable[[NS2D], None] | None = None
     finish: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    fields: dict[str, Callable[[NS2D], np.ndarray]] = field(default_factory=dict)
+    initial_pressure: bool | None = None
+    mask: np.ndarray | None = None
 
 
 class FlowProblem:
@@ -148,8 +157,10 @@ class FlowProblem:
             frame_dt=frame_dt,
             rho=s.rho,
             zero_mean_pressure=self.zero_mean_pressure,
-            initial_pressure=s.warmup > 0.0,
+            initial_pressure=s.warmup > 0.0 if s.initial_pressure is None else s.initial_pressure,
             callback=s.callback,
+            fields=s.fields,
+            mask=s.mask,
         )
         attrs: dict[str, Any] = {
             "solver": f"sciflow.ns2d: MAC projection, SSP-RK3, {solver.scheme} advection",
@@ -170,7 +181,7 @@ class FlowProblem:
         attrs.update(s.finish())
         attrs["wall_seconds"] = time.perf_counter() - start
         return Case(
-            scalar_fields={"pressure": rec.pressure},
+            scalar_fields={"pressure": rec.pressure, **rec.scalars},
             vector_fields={"velocity": rec.velocity},
             time=rec.time,
             coords={"x": s.out.xc, "y": s.out.yc},

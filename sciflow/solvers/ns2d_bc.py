@@ -47,7 +47,9 @@ class Inflow:
         if self.span is not None:
             lo, hi = (float(x) for x in self.span)
             if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-                raise ValueError(f"inflow span must be two finite numbers lo < hi, got {self.span!r}")
+                raise ValueError(
+                    f"inflow span must be two finite numbers lo < hi, got {self.span!r}"
+                )
 
     def _eval(self, s: np.ndarray) -> np.ndarray:
         out = np.asarray(self.profile(s), dtype=np.float64)  # type: ignore[operator]

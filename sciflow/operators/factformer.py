@@ -43,9 +43,11 @@ def apply_along_axis(kernel: Tensor, v: Tensor, axis: int) -> Tensor:
     ``out[..., i, ...] = sum_j kernel[i, j] v[..., j, ...]``. Cost O(|S| n c) per head.
     """
     dim = 2 + axis
-    moved = v.movedim(dim, -2)  # (B, h, *others, n, c)
-    view = kernel.shape[:2] + (1,) * (moved.ndim - 4) + kernel.shape[2:]
-    return (kernel.view(view) @ moved).movedim(-2, dim)
+    moved = v.movedim(dim, 2)  # (B, h, n, *others, c)
+    # One (n x n) @ (n x rest) product per head: a broadcast batched matmul would materialise a
+    # copy of the kernel for every position on the other axes.
+    out = kernel @ moved.reshape(*moved.shape[:3], -1)
+    return out.reshape(moved.shape).movedim(2, dim)
 
 
 class AxisProjection(nn.Module):

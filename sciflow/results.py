@@ -10,7 +10,7 @@ Layout of the dataset (``S`` = the spatial dims, ``x`` or ``x, y``):
   ``(member, trajectory, time, channel, *S)`` when kept; ``mask``: ``(trajectory, *S)``;
   ``params``: ``(trajectory, param)``; ``alive``: ``(member, trajectory, time)``;
 - per-step, per-trajectory scores of the ensemble mean ``nmse``, ``nrmse``, ``vrmse``,
-  ``correlation`` and, with two or more members, ``crps``, ``spread``, ``skill``,
+  ``correlation`` (each computed per channel, then averaged over channels) and, with two or more members, ``crps``, ``spread``, ``skill``,
   ``spread_skill``, ``sample_correlation``: ``(trajectory, time)``.
 
 Ensemble statistics use the members that are still alive; ``std`` is the unbiased ensemble
@@ -184,10 +184,12 @@ class RolloutCollector:
             return
         y = torch.from_numpy(self.truth[batch, k]).double()
         m = None if self.mask is None else torch.from_numpy(self.mask[batch])
-        self.scores["nmse"][batch, k] = metrics.nmse(mean, y, m).numpy()
-        self.scores["nrmse"][batch, k] = metrics.nrmse(mean, y, m).numpy()
+        # channel by channel, then averaged: channels carry different units (m/s, Pa)
+        self.scores["nmse"][batch, k] = metrics.nmse(mean, y, m, per_channel=True).mean(-1).numpy()
+        self.scores["nrmse"][batch, k] = metrics.nrmse(mean, y, m, per_channel=True).mean(-1).numpy()
         self.scores["vrmse"][batch, k] = metrics.vrmse(mean, y, m).numpy()
-        self.scores["correlation"][batch, k] = metrics.pearson_correlation(mean, y, m).numpy()
+        corr = [metrics.pearson_correlation(mean[:, c : c + 1], y[:, c : c + 1], m) for c in range(y.shape[1])]
+        self.scores["correlation"][batch, k] = torch.stack(corr, -1).mean(-1).numpy()
         if self.M > 1:
             for name, v in _ensemble_scores(x, y, m, alive).items():
                 self.scores[name][batch, k] = v

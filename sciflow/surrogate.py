@@ -22,6 +22,13 @@ from sciflow.metrics.spatial import nmse
 from sciflow.steppers import Stepper, build_stepper
 
 
+def channel_nmse(pred: Tensor, truth: Tensor, mask: Tensor | None) -> Tensor:
+    """NMSE of each channel, ``MSE / mean(truth^2)`` over fluid cells: ``(B, C, *S) -> (B, C)``
+    float32. Channels are scored separately because they carry different units (velocity in m/s,
+    pressure in Pa): pooled, the largest would decide the score; ``nmse`` logs their mean."""
+    return nmse(pred, truth, mask, per_channel=True).float()
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the message names the step."""
 
@@ -159,10 +166,14 @@ class Surrogate(L.LightningModule):
             loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
             pred = self.predict_next(hist, params, mask)
             self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/nmse", nmse(pred, target[:, 0], mask).mean().float(), batch_size=B,
-                     add_dataloader_idx=False, sync_dist=True, prog_bar=True)
-            self.log(f"{stage}/nmse_copy", nmse(hist[:, -1], target[:, 0], mask).mean().float(), batch_size=B,
-                     add_dataloader_idx=False, sync_dist=True)
+            model_err = channel_nmse(pred, target[:, 0], mask)  # (B, C)
+            copy_err = channel_nmse(hist[:, -1], target[:, 0], mask)
+            log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
+            self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
+            self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
+            for c, name in enumerate(self.hparams.data_spec["channels"]):
+                self.log(f"{stage}/nmse_{name}", model_err[:, c].mean(), **log)
+                self.log(f"{stage}/nmse_copy_{name}", copy_err[:, c].mean(), **log)
         else:
             # autoregressive rollout from the window's start (deterministic stepping, seeded)
             gen = torch.Generator(device=hist.device).manual_seed(0)
@@ -170,7 +181,7 @@ class Surrogate(L.LightningModule):
             errs = []
             for k in range(target.shape[1]):
                 nxt = self.predict_next(window, params, mask, generator=gen)
-                errs.append(nmse(nxt, target[:, k], mask))
+                errs.append(channel_nmse(nxt, target[:, k], mask).mean(1))
                 window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
             errs_t = torch.stack(errs, 1).float()  # (B, K)
             self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)

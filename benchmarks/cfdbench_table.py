@@ -197,6 +197,30 @@ def run_row(problem: str, operator: str, max_steps: int) -> dict[str, Any]:
     }
 
 
+def copy_baseline(problem: str) -> dict[str, Any]:
+    """Copying the input, on the same test windows the Surrogate uses: one step (every window) and
+    the 20-step rollout from frame 0 (the last input frame repeated)."""
+    from sciflow.metrics.spatial import nmse
+
+    dm = SciflowData(**table_config(problem, "fno", 1)["data"])
+    dm.setup("test")
+    one_step, rollout, n = [], [], 0
+    for batch in dm.test_dataloader()[0]:
+        mask = batch["mask"] if dm.spec["has_mask"] else None
+        one_step.append(nmse(batch["input"][:, -1], batch["target"][:, 0], mask))
+    for batch in dm.test_dataloader()[1]:
+        mask = batch["mask"] if dm.spec["has_mask"] else None
+        last = batch["input"][:, -1]
+        rollout.append(torch.stack([nmse(last, batch["target"][:, k], mask)
+                                    for k in range(batch["target"].shape[1])], 1))  # (B, K)
+        n += last.shape[0]
+    errs = torch.cat(rollout)
+    return {"problem": problem, "operator": "copy", "nmse": float(torch.cat(one_step).mean()),
+            "rollout_nmse": float(errs.mean()), "rollout_nmse_last": float(errs[:, -1].mean()),
+            "rollout_nmse_per_step": errs.mean(0).tolist(), "test_trajectories": n,
+            "card_hash": dm.card.hash}
+
+
 # -- table ----------------------------------------------------------------------------------------
 
 def _result_path(problem: str, operator: str) -> Path:
@@ -224,8 +248,12 @@ def report(steps: dict[str, Any] | None) -> None:
                    for op in OPERATORS if _result_path(problem, op).exists()}
         if not results:
             continue
-        first = next(iter(results.values()))
-        rows.append([problem, "copy input", "-", "-", "-", first["nmse_copy"], "-", "-"])
+        copy_path = _result_path(problem, "copy")
+        if copy_path.exists():
+            c = json.loads(copy_path.read_text())
+            rows.append([problem, "copy input", "-", "-", "-", c["nmse"], c["rollout_nmse"], c["rollout_nmse_last"]])
+        else:
+            rows.append([problem, "copy input", "-", "-", "-", next(iter(results.values()))["nmse_copy"], "-", "-"])
         for op, r in results.items():
             rows.append([problem, OPERATORS[op], f"{r['parameters'] / 1e6:.2f} M", r["max_steps"],
                          f"{r['train_cpu_seconds'] / 60:.1f} / {r['train_wall_seconds'] / 60:.1f}",
@@ -274,6 +302,8 @@ def main() -> None:
         raise SystemExit("no generated data found: run `python -m benchmarks.generation --only sweeps` first")
     steps = steps_for_budget(args.budget, problems[0])
     for problem in problems:
+        if not _result_path(problem, "copy").exists():
+            save_json(f"cfdbench_{problem}_copy", copy_baseline(problem))
         for op in args.operators:
             issue = check_config(problem, op, steps["max_steps"][op])
             if issue:

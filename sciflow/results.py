@@ -10,7 +10,8 @@ Layout of the dataset (``S`` = the spatial dims, ``x`` or ``x, y``):
   ``(member, trajectory, time, channel, *S)`` when kept; ``mask``: ``(trajectory, *S)``;
   ``params``: ``(trajectory, param)``; ``alive``: ``(member, trajectory, time)``;
 - per-step, per-trajectory scores of the ensemble mean ``nmse``, ``nrmse``, ``vrmse``,
-  ``correlation`` (each computed per channel, then averaged over channels) and, with two or more members, ``crps``, ``spread``, ``skill``,
+  ``correlation`` (each computed per stored field, vector components pooled, then averaged
+  over fields: fields carry different units) and, with two or more members, ``crps``, ``spread``, ``skill``,
   ``spread_skill``, ``sample_correlation``: ``(trajectory, time)``.
 
 Ensemble statistics use the members that are still alive; ``std`` is the unbiased ensemble
@@ -32,6 +33,7 @@ import xarray as xr
 from torch import Tensor
 
 import sciflow
+from sciflow.data.reader import field_groups
 from sciflow import metrics
 from sciflow.data.format import atomic_path
 from sciflow.rollout import Step
@@ -104,6 +106,7 @@ class RolloutCollector:
                 f"RolloutCollector: n_members {self.M} is not a multiple of samples {self.samples}"
             )
         self.channels, self.coords = list(channels), {d: np.asarray(coords[d]) for d in self.dims}
+        self.field_groups = field_groups(self.channels, self.dims)
         self.truth = None if truth is None else _np(truth).astype(np.float32)
         if self.truth is not None and self.truth.shape != (B, T, C, *S):
             raise ValueError(
@@ -184,11 +187,13 @@ class RolloutCollector:
             return
         y = torch.from_numpy(self.truth[batch, k]).double()
         m = None if self.mask is None else torch.from_numpy(self.mask[batch])
-        # channel by channel, then averaged: channels carry different units (m/s, Pa)
-        self.scores["nmse"][batch, k] = metrics.nmse(mean, y, m, per_channel=True).mean(-1).numpy()
-        self.scores["nrmse"][batch, k] = metrics.nrmse(mean, y, m, per_channel=True).mean(-1).numpy()
+        # field by field (vector components pooled), then averaged: fields carry different units
+        groups = list(self.field_groups.values())
+        field_nmse = metrics.grouped_nmse(mean, y, groups, m)
+        self.scores["nmse"][batch, k] = field_nmse.mean(-1).numpy()
+        self.scores["nrmse"][batch, k] = field_nmse.sqrt().mean(-1).numpy()
         self.scores["vrmse"][batch, k] = metrics.vrmse(mean, y, m).numpy()
-        corr = [metrics.pearson_correlation(mean[:, c : c + 1], y[:, c : c + 1], m) for c in range(y.shape[1])]
+        corr = [metrics.pearson_correlation(mean[:, g], y[:, g], m) for g in groups]
         self.scores["correlation"][batch, k] = torch.stack(corr, -1).mean(-1).numpy()
         if self.M > 1:
             for name, v in _ensemble_scores(x, y, m, alive).items():

@@ -18,15 +18,9 @@ import torch
 from torch import Tensor
 
 import sciflow
-from sciflow.metrics.spatial import nmse
+from sciflow.data.reader import field_groups
+from sciflow.metrics.spatial import grouped_nmse
 from sciflow.steppers import Stepper, build_stepper
-
-
-def channel_nmse(pred: Tensor, truth: Tensor, mask: Tensor | None) -> Tensor:
-    """NMSE of each channel, ``MSE / mean(truth^2)`` over fluid cells: ``(B, C, *S) -> (B, C)``
-    float32. Channels are scored separately because they carry different units (velocity in m/s,
-    pressure in Pa): pooled, the largest would decide the score; ``nmse`` logs their mean."""
-    return nmse(pred, truth, mask, per_channel=True).float()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -79,6 +73,7 @@ class Surrogate(L.LightningModule):
             history=int(spec["history"]), has_mask=bool(spec["has_mask"]),
             periodic=bool(spec.get("periodic", False)), residual_scale=residual_scale,
         )
+        self.fields = field_groups(list(spec["channels"]), list(spec.get("spatial_dims", [])))
         self.ema: Stepper | None = None
         if ema_decay is not None:
             self.ema = copy.deepcopy(self.stepper).requires_grad_(False)
@@ -110,6 +105,12 @@ class Surrogate(L.LightningModule):
         while m.ndim < u.ndim:
             m = m.unsqueeze(1)
         return m
+
+    def field_nmse(self, pred: Tensor, truth: Tensor, mask: Tensor | None) -> Tensor:
+        """NMSE (``MSE / mean(truth^2)`` over fluid cells) of each stored field, vector components
+        pooled: ``(B, C, *S) -> (B, F)`` float32. Fields are scored separately because they carry
+        different units (velocity in m/s, pressure in Pa); pooled, the largest would decide."""
+        return grouped_nmse(pred, truth, list(self.fields.values()), mask).float()
 
     # -- inference ----------------------------------------------------------------------------------
     @property
@@ -166,14 +167,15 @@ class Surrogate(L.LightningModule):
             loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
             pred = self.predict_next(hist, params, mask)
             self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            model_err = channel_nmse(pred, target[:, 0], mask)  # (B, C)
-            copy_err = channel_nmse(hist[:, -1], target[:, 0], mask)
+            model_err = self.field_nmse(pred, target[:, 0], mask)  # (B, F)
+            copy_err = self.field_nmse(hist[:, -1], target[:, 0], mask)
             log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
             self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
             self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
-            for c, name in enumerate(self.hparams.data_spec["channels"]):
-                self.log(f"{stage}/nmse_{name}", model_err[:, c].mean(), **log)
-                self.log(f"{stage}/nmse_copy_{name}", copy_err[:, c].mean(), **log)
+            if len(self.fields) > 1:
+                for f, name in enumerate(self.fields):
+                    self.log(f"{stage}/nmse_{name}", model_err[:, f].mean(), **log)
+                    self.log(f"{stage}/nmse_copy_{name}", copy_err[:, f].mean(), **log)
         else:
             # autoregressive rollout from the window's start (deterministic stepping, seeded)
             gen = torch.Generator(device=hist.device).manual_seed(0)
@@ -181,7 +183,7 @@ class Surrogate(L.LightningModule):
             errs = []
             for k in range(target.shape[1]):
                 nxt = self.predict_next(window, params, mask, generator=gen)
-                errs.append(channel_nmse(nxt, target[:, k], mask).mean(1))
+                errs.append(self.field_nmse(nxt, target[:, k], mask).mean(1))
                 window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
             errs_t = torch.stack(errs, 1).float()  # (B, K)
             self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)

@@ -30,6 +30,32 @@ def _names(value: Any) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value)]
 
 
+def field_groups(channels: list[str], spatial_dims: list[str]) -> dict[str, list[int]]:
+    """Group channel indices by the stored field they come from, using the channel naming of
+    :class:`WellFile` (``velocity_x``, ``velocity_y`` -> ``velocity``; ``s_xx``... -> ``s``).
+
+    A suffix counts only when every component of the vector (or tensor) is present, so a scalar
+    field that happens to end in ``_x`` stays its own group.
+    """
+    suffixes = {1: list(spatial_dims), 2: [a + b for a in spatial_dims for b in spatial_dims]}
+    groups: dict[str, list[int]] = {}
+    taken: set[int] = set()
+    for order in (2, 1):
+        for i, c in enumerate(channels):
+            base, _, suffix = c.rpartition("_")
+            if i in taken or not base or suffix != suffixes[order][0]:
+                continue
+            members = [f"{base}_{s}" for s in suffixes[order]]
+            if all(m in channels for m in members):
+                idx = [channels.index(m) for m in members]
+                groups[base] = idx
+                taken.update(idx)
+    for i, c in enumerate(channels):
+        if i not in taken:
+            groups[c] = [i]
+    return dict(sorted(groups.items(), key=lambda kv: kv[1][0]))
+
+
 @dataclass(frozen=True)
 class FieldInfo:
     """One stored field: ``group/name`` with tensor order (0, 1, 2) and its channel names."""

@@ -20,7 +20,7 @@ from sciflow.metrics.probabilistic import (
     spread_skill_ratio,
     spread_skill_terms,
 )
-from sciflow.metrics.spatial import mae, masked_mean, mse, nmse, nrmse, vrmse
+from sciflow.metrics.spatial import grouped_nmse, mae, masked_mean, mse, nmse, nrmse, vrmse
 from sciflow.metrics.spectral import energy_spectrum, spectrum_error, wavenumber_bands
 from sciflow.metrics.temporal import (
     DecorrelationTracker,
@@ -42,6 +42,7 @@ __all__ = [
     "gaussian_interval_coverage",
     "gaussian_nll",
     "gaussian_reliability_curve",
+    "grouped_nmse",
     "high_correlation_time",
     "integral",
     "interval_coverage",

@@ -11,6 +11,8 @@ metric modules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -160,3 +162,16 @@ __all__ = [
     "nrmse",
     "vrmse",
 ]
+
+
+def grouped_nmse(
+    pred: Tensor,
+    truth: Tensor,
+    groups: Sequence[Sequence[int]],
+    mask: Tensor | None = None,
+) -> Tensor:
+    """NMSE per group of channels, ``(B, C, *S) -> (B, G)``: channels of one group (the components
+    of a vector field, which share units) are pooled, groups (fields of different units) are
+    scored separately. ``groups`` lists channel indices, e.g. ``[[0, 1], [2]]`` for velocity and
+    pressure."""
+    return torch.stack([nmse(pred[:, list(g)], truth[:, list(g)], mask) for g in groups], dim=-1)

@@ -230,3 +230,14 @@ def test_per_trajectory_coordinates(tmp_path):
     with pytest.raises(ValueError, match=r"dimensions/x: expected shape"):
         write_well(tmp_path / "bad.hdf5", dataset_name="ks", time=np.arange(T), coords={"x": x[:2]},
                    t0_fields={"u": u})
+
+
+def test_field_groups_follow_channel_naming():
+    from sciflow.data.reader import field_groups
+
+    assert field_groups(["velocity_x", "velocity_y", "pressure"], ["x", "y"]) == {
+        "velocity": [0, 1], "pressure": [2]}
+    assert field_groups(["u"], ["x"]) == {"u": [0]}
+    # a lone "_x" suffix is not a vector: the other component is missing
+    assert field_groups(["a_x", "b"], ["x", "y"]) == {"a_x": [0], "b": [1]}
+    assert field_groups(["s_xx", "s_xy", "s_yx", "s_yy"], ["x", "y"]) == {"s": [0, 1, 2, 3]}

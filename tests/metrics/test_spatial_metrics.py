@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sciflow.metrics import mae, masked_mean, mse, nmse, nrmse, vrmse
+from sciflow.metrics import grouped_nmse, mae, masked_mean, mse, nmse, nrmse, vrmse
 
 
 @pytest.fixture
@@ -110,3 +110,16 @@ def test_masked_mean_1d():
     mask = torch.tensor([True, False, True, False, False, True])
     assert masked_mean(x, mask).item() == pytest.approx((0 + 2 + 5) / 3)
     assert math.isclose(masked_mean(x).item(), 2.5)
+
+
+def test_grouped_nmse_pools_within_a_group_only():
+    truth = torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    truth[:, 0], truth[:, 1], truth[:, 2] = 1.0, 3.0, 100.0  # u, v (m/s) and p (Pa)
+    pred = truth.clone()
+    pred[:, 0] += 1.0  # error only in u
+    g = grouped_nmse(pred, truth, [[0, 1], [2]])
+    # velocity: mean sq. error over u, v = 0.5, mean truth^2 = (1 + 9) / 2 = 5 -> 0.1; pressure exact
+    assert g.shape == (1, 2)
+    assert g[0, 0].item() == pytest.approx(0.1) and g[0, 1].item() == 0.0
+    # pooling everything would let pressure hide the velocity error
+    assert nmse(pred, truth).item() < 1e-4

@@ -157,6 +157,6 @@ def run_demo(
             f"  one-step test NMSE: FNO {nmse:.3e} vs copy-the-input {copy:.3e} ({copy / nmse:.1f}x lower)"
         )
         print(
-            f"  files: metrics.json, rollout.nc, rollout_fields.png, rollout_errors.png, checkpoints/, logs/"
+            "  files: metrics.json, rollout.nc, rollout_fields.png, rollout_errors.png, checkpoints/, logs/"
         )
     return metrics

@@ -33,9 +33,9 @@ import xarray as xr
 from torch import Tensor
 
 import sciflow
-from sciflow.data.reader import field_groups
 from sciflow import metrics
 from sciflow.data.format import atomic_path
+from sciflow.data.reader import field_groups
 from sciflow.rollout import Step
 
 FIELD_VARS = ("truth", "mean", "std")

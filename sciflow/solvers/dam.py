@@ -67,7 +67,7 @@ class Dam(FlowProblem):
 
     Options: ``internal_grid`` (cells of the solver grid), ``density_ratio`` and
     ``viscosity_ratio`` (water over air), ``projection`` (``"split"`` or ``"exact"``, see
-    :mod:`~sciflow.solvers.ns2d_twophase`), ``cfl`` (<= 0.5).
+    :mod:`~sciflow.solvers.ns2d_twophase`), ``cfl`` (momentum Courant number).
     """
 
     name = "dam"
@@ -87,7 +87,7 @@ class Dam(FlowProblem):
         viscosity_ratio: float = 100.0,
         projection: str = "split",
         scheme: str = "quick",
-        cfl: float = 0.5,
+        cfl: float = 0.9,
     ) -> None:
         nx, ny = internal_grid
         if int(nx) != nx or int(ny) != ny or nx < 8 or ny < 8:

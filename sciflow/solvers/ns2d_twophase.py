@@ -17,10 +17,12 @@ Reused from the single-phase core (:mod:`ns2d`): the grid, boundary conditions a
 the advection fluxes (QUICK by default), SSP-RK3 with a projection per stage, the constant-
 coefficient pressure solvers and the output path. What differs:
 
-- viscous term in stress form with the cell viscosity (corners: mean of four cells), divided
-  by the face density (mean of the two cells);
-- buoyancy on every free face; time step also limited by ``dt sqrt(|g| / h) <= cfl`` and by the
-  VOF's Courant number 1/2 (the default ``cfl`` 0.5 bounds the sum of both directions);
+- viscous term in stress form with the cell viscosity (corners: harmonic mean of the four
+  cells, which keeps the shear stress continuous across an interface and the viscosity seen by
+  a gas face near the liquid a gas-like one), divided by the face density (mean of the two
+  cells); the viscous step limit uses the largest such viscosity over density of any face;
+- buoyancy on every free face; time step also limited by ``dt sqrt(|g| / h) <= cfl / 2`` and by
+  the VOF's Courant number per direction (``vof_courant``, at most 1/2);
 - per step: the fraction is advected first with the velocity at the start of the step, then
   the momentum stages use the density of the mid-step fraction ``(alpha_n + alpha_n+1) / 2``;
 - projection with the variable coefficient ``D (1/rho) G p = D q* / dt``, in one of two ways
@@ -80,24 +82,31 @@ class Fluid:
         return self.viscosity / self.density
 
 
+def corner_viscosity(mu: np.ndarray) -> np.ndarray:
+    """Harmonic mean of the four cells around each corner of ``mu: (nx, ny)`` (edge values
+    past the box), ``(nx + 1, ny + 1)``."""
+    M = 1.0 / np.pad(mu, 1, mode="edge")
+    return 4.0 / (M[:-1, :-1] + M[1:, :-1] + M[:-1, 1:] + M[1:, 1:])
+
+
 def viscous_stress_divergence(
-    U: np.ndarray, V: np.ndarray, mu: np.ndarray, hx: float, hy: float
+    U: np.ndarray, V: np.ndarray, mu: np.ndarray, mu_corner: np.ndarray, hx: float, hy: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``div(mu (grad u + grad u^T))`` at the u and v faces.
 
     ``U: (nx + 5, ny + 4)`` and ``V: (nx + 4, ny + 5)``: face velocities padded with two ghost
     layers (:func:`pad_u`, :func:`pad_v`); ``mu: (nx, ny)`` cell viscosity (extended past the
-    box by its edge values). Normal stresses live at cell centres, the shear stress at cell
-    corners with the mean viscosity of the four cells around. Returns ``(fu: (nx + 1, ny),
-    fv: (nx, ny + 1))``; with a uniform ``mu`` this is ``mu`` times the core's Laplacian on a
-    divergence-free field.
+    box by its edge values); ``mu_corner: (nx + 1, ny + 1)`` viscosity at the cell corners
+    (:func:`corner_viscosity`). Normal stresses live at cell centres, the shear stress at cell
+    corners. Returns ``(fu: (nx + 1, ny), fv: (nx, ny + 1))``; with a uniform ``mu`` this is
+    ``mu`` times the core's Laplacian on a divergence-free field.
     """
     M = np.pad(mu, 1, mode="edge")  # (nx + 2, ny + 2): cells -1..nx, -1..ny
     # normal stresses at cells -1..nx (x) and -1..ny (y)
     txx = 2.0 * M[:, 1:-1] * (U[2:-1, 2:-2] - U[1:-2, 2:-2]) / hx
     tyy = 2.0 * M[1:-1, :] * (V[2:-2, 2:-1] - V[2:-2, 1:-2]) / hy
     # shear stress at corners (xe_i, ye_k), i = 0..nx, k = 0..ny
-    mc = 0.25 * (M[:-1, :-1] + M[1:, :-1] + M[:-1, 1:] + M[1:, 1:])
+    mc = mu_corner
     dudy = (U[2:-2, 2:-1] - U[2:-2, 1:-2]) / hy
     dvdx = (V[2:-1, 2:-2] - V[1:-2, 2:-2]) / hx
     txy = mc * (dudy + dvdx)
@@ -147,7 +156,8 @@ class TwoPhaseNS2D(NS2D):
         liquid, gas: the two phases.
         alpha: ``(nx, ny)`` initial liquid fraction in [0, 1] (solid cells ignored).
         gravity: ``(gx, gy)`` in m/s^2.
-        cfl: advective Courant number ``dt (max|u|/hx + max|v|/hy)``, at most 0.5 (the VOF
+        cfl: advective Courant number of the momentum ``dt (max|u|/hx + max|v|/hy)``.
+        vof_courant: largest ``dt max|u| / hx`` (and ``dt max|v| / hy``), at most 0.5 (the VOF
             sweeps need 1/2 per direction).
         projection: ``"split"`` or ``"exact"`` (module docstring).
         inflow_fraction: side -> liquid fraction of fluid entering through it (default 0: gas).
@@ -168,7 +178,8 @@ class TwoPhaseNS2D(NS2D):
         gravity: tuple[float, float] = (0.0, -9.81),
         solid: np.ndarray | None = None,
         scheme: str = "quick",
-        cfl: float = 0.5,
+        cfl: float = 0.9,
+        vof_courant: float = 0.45,
         dt_max: float | None = None,
         projection: str = "split",
         inflow_fraction: Mapping[str, float] | None = None,
@@ -176,8 +187,8 @@ class TwoPhaseNS2D(NS2D):
     ) -> None:
         if bcs.periodic_x or bcs.periodic_y:
             raise ValueError("two-phase solver: periodic sides are not supported")
-        if not 0.0 < float(cfl) <= 0.5:
-            raise ValueError(f"two-phase solver: cfl must be in (0, 0.5] (VOF sweeps), got {cfl!r}")
+        if not 0.0 < float(vof_courant) <= 0.5:
+            raise ValueError(f"vof_courant must be in (0, 0.5] (VOF sweeps), got {vof_courant!r}")
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
         gx, gy = (float(x) for x in gravity)
@@ -192,6 +203,7 @@ class TwoPhaseNS2D(NS2D):
         if not (np.isfinite(alpha).all() and alpha.min() >= 0.0 and alpha.max() <= 1.0):
             raise ValueError("alpha must hold finite liquid fractions in [0, 1]")
         self.liquid, self.gas, self.gravity = liquid, gas, (gx, gy)
+        self.vof_courant = float(vof_courant)
         self.projection = projection
         self.alpha = np.where(self.solid, 0.0, alpha)
         self.vof = VolumeOfFluid(
@@ -229,8 +241,16 @@ class TwoPhaseNS2D(NS2D):
         ml, mg = self.liquid.viscosity, self.gas.viscosity
         self._rho_c = a * rl + (1.0 - a) * rg
         self._mu_c = a * ml + (1.0 - a) * mg
+        self._mu_corner = corner_viscosity(self._mu_c)
         rho_u, rho_v = _face_mean(self._rho_c, 0), _face_mean(self._rho_c, 1)
         self._beta_u, self._beta_v = 1.0 / rho_u, 1.0 / rho_v
+        # largest viscosity over density in any face's stencil: the explicit viscous limit
+        mc, mx = self._mu_corner, np.pad(self._mu_c, 1, mode="edge")
+        nu_u = np.maximum(
+            np.maximum(mx[:-1, 1:-1], mx[1:, 1:-1]), np.maximum(mc[:, :-1], mc[:, 1:])
+        )
+        nu_v = np.maximum(np.maximum(mx[1:-1, :-1], mx[1:-1, 1:]), np.maximum(mc[:-1], mc[1:]))
+        self._nu_eff = max(float((nu_u * self._beta_u).max()), float((nu_v * self._beta_v).max()))
         self._beta = np.concatenate([self._beta_u.ravel(), self._beta_v.ravel()])
         self._body = self._gravity * (1.0 - self.gas.density * self._beta)  # buoyancy
         if self._has_solid:
@@ -310,7 +330,7 @@ class TwoPhaseNS2D(NS2D):
         rv = r[nu_:].reshape(nx, ny + 1)
         ru[...] = _momentum(U, V, g.hx, g.hy, 0.0, self.scheme)
         rv[...] = _momentum(V.T, U.T, g.hy, g.hx, 0.0, self.scheme).T
-        fu, fv = viscous_stress_divergence(U, V, self._mu_c, g.hx, g.hy)
+        fu, fv = viscous_stress_divergence(U, V, self._mu_c, self._mu_corner, g.hx, g.hy)
         ru += fu * self._beta_u
         rv += fv * self._beta_v
         if self._has_solid:
@@ -329,10 +349,35 @@ class TwoPhaseNS2D(NS2D):
         umax = max(sx, float(np.abs(self.q[: self.roles.nu]).max()))
         vmax = max(sy, float(np.abs(self.q[self.roles.nu :]).max()))
         adv = umax / g.hx + vmax / g.hy
-        visc = self.nu * (1.0 / g.hx**2 + 1.0 / g.hy**2)
+        visc = self._nu_eff * (1.0 / g.hx**2 + 1.0 / g.hy**2)
         grav = math.sqrt(math.hypot(*self.gravity) / min(g.hx, g.hy))
-        dt = 1.0 / max(adv / self.cfl, visc / _VISCOUS_LIMIT, grav / self.cfl, 1e-300)
+        vof = self._interface_speed() / self.vof_courant
+        dt = 1.0 / max(adv / self.cfl, vof, visc / _VISCOUS_LIMIT, 2.0 * grav / self.cfl, 1e-300)
         return dt if self.dt_max is None else min(dt, self.dt_max)
+
+    def _interface_speed(self) -> float:
+        """Largest ``|u| / hx`` or ``|v| / hy`` over faces whose liquid fraction flux can differ
+        from a plain copy: faces next to a cell holding an interface (``0 < alpha < 1``) or
+        between cells of different fraction. Elsewhere the VOF moves nothing (gas next to
+        gas) or moves full cells exactly (liquid next to liquid, at any Courant number)."""
+        g = self.grid
+        a = self.alpha
+        mixed = (a > 1e-9) & (a < 1.0 - 1e-9)
+        speed = 0.0
+        for axis, h, vel in ((0, g.hx, self.u), (1, g.hy, self.v)):
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+            lo, hi = tuple(lo), tuple(hi)
+            inner = mixed[lo] | mixed[hi] | (np.abs(a[lo] - a[hi]) > 1e-9)
+            # boundary faces: the cell inside decides (inflow brings liquid into any cell)
+            pad = [(0, 0), (0, 0)]
+            pad[axis] = (1, 1)
+            active = np.pad(inner, pad, constant_values=True)
+            sel = vel[active]
+            if sel.size:
+                speed = max(speed, float(np.abs(sel).max()) / h)
+        return speed
 
     def _project_split(self, q: np.ndarray, dt_k: float, p_hyd: np.ndarray) -> None:
         P = self.pressure
@@ -382,6 +427,7 @@ __all__ = [
     "PROJECTIONS",
     "Fluid",
     "TwoPhaseNS2D",
+    "corner_viscosity",
     "extend_into_solid",
     "viscous_stress_divergence",
 ]

@@ -349,6 +349,42 @@ def evaluate(series: Series, total: int, setting: Setting, args: argparse.Namesp
     return out
 
 
+def level_errors(series: Series, total: int, args: argparse.Namespace, n_windows: int = 256) -> dict[str, Any]:
+    """One-step error after each refinement level (level 0 = the plain prediction), in the units
+    the operator learns (residual / scale), on ``n_windows`` test windows spread over the split.
+
+    Shows whether level 0 is as good as the deterministic model at the same budget, and whether
+    each refinement lowers or raises the error. Deterministic models give their single error.
+    """
+    path = RESULTS / f"levels_{series.name}_{total}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    model = load(Path(args.runs) / series.name / f"step{series.own(total)}.ckpt", Setting("levels"))
+    dm = SciflowData(model.hparams.data_spec["card"], root=args.root, rollout_steps=1)
+    dm.setup("test")
+    windows = dm.test_sets[0]
+    pick = np.linspace(0, len(windows) - 1, n_windows).astype(int).tolist()
+    batch = next(iter(torch.utils.data.DataLoader(torch.utils.data.Subset(windows, pick), batch_size=n_windows)))
+    st = model.inference_stepper
+    gen = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        prev, target, cond, _ = model._batch(batch)
+        y = st.target_of(prev, target[:, 0])
+        B = prev.shape[0]
+        if hasattr(st, "K"):
+            est = st.predict(prev, cond, None, torch.zeros_like(y), torch.zeros(B))
+            errors = [float(((est - y) ** 2).mean())]
+            for k in range(1, st.K + 1):
+                noised = est + float(st.sigmas[k]) * torch.randn(y.shape, generator=gen)
+                est = st.denoise(noised, st.predict(prev, cond, None, noised, torch.full((B,), k / st.K)), k)
+                errors.append(float(((est - y) ** 2).mean()))
+        else:
+            errors = [float(((st.operator(st.inputs(prev, None), st.cond(cond, batch=B)) - y) ** 2).mean())]
+    out = {"series": series.name, "total_steps": total, "windows": n_windows, "mse_after_level": errors}
+    path.write_text(json.dumps(out, indent=1))
+    return out
+
+
 def timing(total: int, args: argparse.Namespace, batch: int = 32, rounds: int = 7) -> dict[str, Any]:
     """Wall seconds per model step for a batch of ``batch`` test states, every setting at ``total``.
 
@@ -393,7 +429,11 @@ def collect() -> dict[str, Any]:
     decorr = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*_decorr*.json"))]
     timings = {int(p.stem.split("_")[1]): json.loads(p.read_text()) for p in RESULTS.glob("timing_*.json")}
     trains = {p.stem[len("train_"):]: json.loads(p.read_text()) for p in RESULTS.glob("train_*.json")}
-    return {"evals": evals, "decorr": decorr, "timings": timings, "trains": trains}
+    levels = {}
+    for p in RESULTS.glob("levels_*.json"):
+        lv = json.loads(p.read_text())
+        levels[(lv["series"], lv["total_steps"])] = lv
+    return {"evals": evals, "decorr": decorr, "timings": timings, "trains": trains, "levels": levels}
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
@@ -468,6 +508,17 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     decorr_table = markdown_table(["total steps", "stepper", "trajectories", "samples", "truth decorr. (s)",
                                    "sample decorr. (s)", "Pearson r", "censored truth / sample"], drows) if drows else ""
 
+    lrows = []
+    for name, s in SERIES.items():
+        if name == "flow_matching":
+            continue
+        for total in s.totals:
+            lv = res["levels"].get((name, total))
+            if lv:
+                lrows.append([s.label, total] + [f"{e:.2e}" for e in lv["mse_after_level"]] + [""] * (4 - len(lv["mse_after_level"])))
+    level_table = markdown_table(["stepper", "total steps", "level 0", "after level 1", "after level 2", "after level 3"],
+                                 lrows) if lrows else "(not run yet)"
+
     trains = res["trains"]
     train_rows = [[name, t["operator_parameters"], t["segments"][-1]["to_step"] if t["segments"] else 0,
                    f"{sum(s['wall_seconds'] for s in t['segments']) / 60:.1f}"] for name, t in sorted(trains.items())]
@@ -484,7 +535,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     save_json("ks_refiner", summary)
     text = README_TEMPLATE.format(
         n_traj=n_traj, budgets=", ".join(map(str, budgets)), top=top, table=table, targets=target_table,
-        decorr=decorr_table or "(not run yet)", train=train_table, train_minutes=train_minutes,
+        decorr=decorr_table or "(not run yet)", levels=level_table, train=train_table, train_minutes=train_minutes,
         eval_minutes=eval_minutes, batch=timing_top.get("batch", 32), notes=NOTES.strip(),
     )
     update_readme("ks_refiner", text)
@@ -522,6 +573,12 @@ first time the mean pairwise correlation between the samples drops below 0.8, an
 the samples' correlation with the truth does (mean over samples); Pearson r across trajectories.
 
 {decorr}
+
+Where the refiner's error comes from: one-step mean squared error of the prediction in the
+operator's units (residual / scale: 1 is the size of a typical step's change), after level 0
+and after each refinement, on 256 test windows (the MSE model for reference).
+
+{levels}
 
 Training cost:
 
@@ -588,6 +645,10 @@ def main(argv: list[str] | None = None) -> None:
                         evaluate(s, total, setting, args, n_traj=args.traj, samples=1)
         report(args)
     top = max(totals)
+    for s in chosen:
+        for total in s.totals:
+            if total <= upto and s.name != "flow_matching":
+                level_errors(s, total, args)
     timing(top, args)
     if not args.no_decorr:
         for s in chosen:

@@ -251,6 +251,18 @@ def test_two_phase_bad_input():
         TwoPhaseNS2D(g, CLOSED, WATER, AIR, ones, vof_courant=0.8)
     with pytest.raises(ValueError, match="projection"):
         TwoPhaseNS2D(g, CLOSED, WATER, AIR, ones, projection="cg")
+    with pytest.raises(ValueError, match="max_speed"):
+        TwoPhaseNS2D(g, CLOSED, WATER, AIR, ones, max_speed=0.0)
+
+
+def test_blow_up_guard_names_speed_and_time():
+    # a collapsing column reaches ~1 m/s within 0.1 s: a 0.2 m/s guard must stop it, loudly
+    g = StaggeredGrid(0.0, 0.5, 0.0, 0.25, 20, 10)
+    alpha = rectangle_fraction(g.xe, g.ye, 0.0, 0.1, 0.0, 0.2)
+    s = TwoPhaseNS2D(g, CLOSED, WATER, AIR, alpha, max_speed=0.2)
+    with pytest.raises(FloatingPointError, match=r"face speed .* max_speed=0.2 at t="):
+        s.advance(0.2)
+    assert 0.0 < s.t < 0.2
 
 
 # -- the dam problem ----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_card_matches_its_solver(name):
                 assert lo <= re <= hi, (subset, case_id, re)
 
 
-@pytest.mark.parametrize(("name", "total"), [("tube", 56), ("cylinder", 36)])
+@pytest.mark.parametrize(("name", "total"), [("cavity", 56), ("tube", 56), ("cylinder", 36), ("dam", 56)])
 def test_default_sweeps_are_trainable_and_cpu_sized(name, total):
     # sizes chosen so that the default sweep trains a baseline and generates in < 15 min on 2 cores
     card = load_card(DATASETS / f"{name}.yaml")

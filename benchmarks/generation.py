@@ -3,7 +3,9 @@
 Four parts, each saved to ``results/generation.json`` as soon as it is done (a rerun skips what is
 there; ``--force PART`` redoes one part):
 
-- ``per_case``: seconds to simulate one case, in this process, median of ``--repeats`` runs:
+- ``per_case``: CPU seconds to simulate one case in this process (one thread, so on an idle core
+  the wall time; CPU time does not stretch when other jobs share the machine), median of
+  ``--repeats`` runs:
   cavity at Re 100 / 400 / 1000, tube and cylinder at their card's baseline, dam at its card's
   baseline when ``datasets/dam.yaml`` exists, and KS per trajectory at 140 and 640 frames (alone
   and in a batch of 16, as the sweep runs it). The output and internal grids are recorded.
@@ -84,16 +86,18 @@ def _time_case(problem: str, params: dict[str, float], *, grid: list[int], frame
                frame_dt: float, repeats: int) -> dict[str, Any]:
     """Median wall seconds of ``repeats`` simulations of one case, with its resolution."""
     sim = get_problem(problem)
-    times, case = [], None
+    times, cpu, case = [], [], None
     for r in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         case = sim.simulate(params, grid=tuple(grid), frames=frames, frame_dt=frame_dt, seed=r)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     a = case.attrs
     return {
         "params": params, "output_grid": list(grid), "internal_grid": a.get("internal_grid"),
         "frames": frames, "frame_dt": frame_dt, "reynolds": a.get("reynolds"),
-        "n_steps": a.get("n_steps"), "seconds": statistics.median(times), "all_seconds": times,
+        "n_steps": a.get("n_steps"), "seconds": statistics.median(cpu), "all_seconds": cpu,
+        "wall_seconds": times, "load_average": list(os.getloadavg()),
     }
 
 
@@ -122,10 +126,10 @@ def per_case(repeats: int) -> dict[str, Any]:
             times = []
             for r in range(repeats):
                 params = [{"L": ks.base["L"]}] * batch
-                start = time.perf_counter()
+                start = time.process_time()
                 sim.simulate_batch(params, seeds=list(range(r * batch, (r + 1) * batch)),
                                    grid=tuple(ks.grid), frames=frames, frame_dt=ks.dt)
-                times.append((time.perf_counter() - start) / batch)
+                times.append((time.process_time() - start) / batch)
             key = f"ks {frames} frames" + ("" if batch == 1 else f", batch of {batch}")
             out[key] = {"params": {"L": ks.base["L"]}, "output_grid": list(ks.grid), "frames": frames,
                         "frame_dt": ks.dt, "batch": batch, "seconds": statistics.median(times),
@@ -303,7 +307,7 @@ def report(res: dict[str, Any]) -> None:
         rows = [[k, "x".join(map(str, v["output_grid"])),
                  "x".join(map(str, v["internal_grid"])) if v.get("internal_grid") else "-",
                  v["frames"], v.get("n_steps") or "-", v["seconds"]] for k, v in res["per_case"].items()]
-        parts.append("Seconds per case, simulated in this process (median of "
+        parts.append("CPU seconds per case, simulated in this process on one thread (median of "
                      f"{len(next(iter(res['per_case'].values()))['all_seconds'])}):\n\n"
                      + markdown_table(["case", "output grid", "internal grid", "frames", "solver steps", "s / case"], rows))
     if "sweeps" in res:

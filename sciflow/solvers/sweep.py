@@ -29,6 +29,10 @@ class FileJob:
     cases: tuple[CaseSpec, ...]
 
 
+class CaseFailed(RuntimeError):
+    """A case of a sweep could not be simulated; the message names the card, case and file."""
+
+
 def plan(
     card: DatasetCard,
     subset: str = "all",
@@ -72,7 +76,14 @@ def run_job(card: DatasetCard, job: FileJob) -> tuple[Path, float]:
             [c.params for c in job.cases], seeds=[c.seed for c in job.cases], **kwargs
         )
     else:
-        results = [problem.simulate(c.params, seed=c.seed, **kwargs) for c in job.cases]
+        results = []
+        for c in job.cases:
+            try:
+                results.append(problem.simulate(c.params, seed=c.seed, **kwargs))
+            except (FloatingPointError, ValueError, RuntimeError) as err:
+                raise CaseFailed(
+                    f"card {card.name!r}, case {c.case_id} ({job.path.name}), params {c.params}: {err}"
+                ) from err
     for c, case in zip(job.cases, results):
         case.attrs.update(case_id=c.case_id, subset=c.subset, split=c.split, seed=c.seed)
     elapsed = time.perf_counter() - start
@@ -129,20 +140,31 @@ def generate(
         unit="case",
         disable=not progress or not n_cases,
     )
+    # a failing case does not stop the others: every finished file is kept, and the failures
+    # are reported together at the end (a rerun retries only what is missing)
+    failed: list[str] = []
     try:
         if workers <= 1:
             for job in todo:
-                run_job(card, job)
+                try:
+                    run_job(card, job)
+                except CaseFailed as err:
+                    failed.append(str(err))
                 bar.update(len(job.cases))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(run_job, card, job): job for job in todo}
                 for fut in as_completed(futures):
-                    fut.result()
+                    try:
+                        fut.result()
+                    except CaseFailed as err:
+                        failed.append(str(err))
                     bar.update(len(futures[fut].cases))
     finally:
         bar.close()
+    if failed:
+        raise CaseFailed(f"{len(failed)} of {n_cases} cases failed:\n" + "\n".join(failed))
     return [j.path for j in jobs]
 
 
-__all__: Sequence[str] = ["FileJob", "generate", "plan", "run_job"]
+__all__: Sequence[str] = ["CaseFailed", "FileJob", "generate", "plan", "run_job"]

@@ -353,3 +353,27 @@ def test_dam_bad_options():
         Dam(density_ratio=0.5)
     with pytest.raises(ValueError, match="internal_grid"):
         Dam(internal_grid=(4, 64))
+
+
+def test_dam_restarts_with_a_smaller_courant_number(monkeypatch):
+    from sciflow.solvers import dam as dam_module
+
+    tried = []
+
+    def fake(problem, params, **kwargs):
+        tried.append(problem.cfl)
+        if problem.cfl > 0.3:
+            raise FloatingPointError("face speed 90 m/s above the blow-up guard")
+        return real(problem, params, **kwargs)
+
+    real = dam_module.FlowProblem.simulate
+    monkeypatch.setattr(dam_module.FlowProblem, "simulate", fake)
+    dam = Dam(internal_grid=(48, 16))
+    case = dam.simulate(BASE, grid=(16, 8), frames=2, frame_dt=0.01)
+    assert tried == [0.5, 0.25] and dam.cfl == 0.5
+    assert case.attrs["cfl"] == 0.25 and case.attrs["restarts"] == 1
+    assert "blow-up guard" in case.attrs["restart_reasons"][0]
+
+    monkeypatch.setattr(dam_module.FlowProblem, "simulate", lambda *a, **k: (_ for _ in ()).throw(FloatingPointError("x")))
+    with pytest.raises(FloatingPointError, match=r"dam case .*'u_in': 1.0.* every Courant number"):
+        dam.simulate(BASE, grid=(16, 8), frames=2, frame_dt=0.01)

@@ -28,7 +28,7 @@ from sciflow.surrogate import Surrogate
 # Sizes of the full demo (about 10 minutes on 2 CPU cores) and of the quick smoke run.
 FULL = {
     "cases": 30,
-    "epochs": 12,
+    "epochs": 11,
     "width": 24,
     "modes": 12,
     "layers": 4,

@@ -11,6 +11,7 @@ paths so that machine noise hits both; the ratio of medians is reported.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from itertools import cycle, islice
@@ -95,7 +96,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for both paths (1: stable timings on a shared machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     card = load_card("cavity")
     generate(card, "all", args.cases, root=args.root, workers=2)
@@ -117,6 +121,7 @@ def main() -> None:
 
     result = {
         "operator": OPERATOR, "batch_size": args.batch, "steps_timed": args.steps, "trials": args.trials,
+        "torch_threads": args.threads, "load_average": list(os.getloadavg()),
         "train_windows": len(dm.train_set), "grid": dm.spec["spatial_shape"],
         "plain_samples_per_s": plain_rates, "sciflow_samples_per_s": sciflow_rates,
         "ratio_of_medians": sciflow_med / plain_med,
@@ -135,7 +140,7 @@ def main() -> None:
     )
     update_readme("train_throughput", (
         f"### Training throughput (cavity 64x64, FNO width {OPERATOR['init_args']['width']}, "
-        f"batch {args.batch}, CPU, {args.trials} alternating trials)\n\n"
+        f"batch {args.batch}, CPU, {args.threads} torch thread(s), {args.trials} alternating trials)\n\n"
         f"`python -m benchmarks.train_throughput` -> `results/train_throughput.json`\n\n{table}\n\n"
         f"sciflow / plain = **{sciflow_med / plain_med:.3f}** (target >= 0.9). The loader alone delivers "
         f"{loaders[0] / sciflow_med:.1f}x (0 workers) and {loaders[2] / sciflow_med:.1f}x (2 workers) what "

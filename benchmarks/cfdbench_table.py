@@ -182,6 +182,10 @@ def run_row(problem: str, operator: str, max_steps: int) -> dict[str, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule=dm)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    # keep the trained weights: a row can be re-tested or rolled out (`sciflow rollout --ckpt`)
+    ckpt = REPO / "runs" / "bench_cfdbench" / f"{problem}_{operator}.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(ckpt)
     test_start = time.perf_counter()
     metrics: dict[str, float] = {}
     for d in trainer.test(model, datamodule=dm, verbose=False):
@@ -193,7 +197,7 @@ def run_row(problem: str, operator: str, max_steps: int) -> dict[str, Any]:
         "train_wall_seconds": wall, "train_cpu_seconds": cpu, "test_wall_seconds": time.perf_counter() - test_start,
         "nmse": metrics.get("test/nmse"), "nmse_copy": metrics.get("test/nmse_copy"),
         "rollout_nmse": metrics.get("test/rollout_nmse"), "rollout_nmse_last": metrics.get("test/rollout_nmse_last"),
-        "metrics": metrics, "card_hash": dm.card.hash,
+        "metrics": metrics, "card_hash": dm.card.hash, "checkpoint": str(ckpt.relative_to(REPO)),
     }
 
 

@@ -245,6 +245,21 @@ def available_problems() -> list[str]:
     return out
 
 
+def data_coverage(problems: list[str]) -> str:
+    """One line per problem: cases found per split against the card's default sweep."""
+    from sciflow.data.card import load_card
+    from sciflow.solvers.sweep import plan
+
+    parts = []
+    for p in dict.fromkeys(problems):
+        jobs = plan(load_card(p))
+        have = [j for j in jobs if j.path.exists()]
+        splits = "/".join(str(sum(j.path.parent.name == s for j in have)) for s in ("train", "valid", "test"))
+        note = "" if len(have) == len(jobs) else f" of the default {len(jobs)} (the rest not generated)"
+        parts.append(f"{p} {len(have)} cases{note} ({splits} train/valid/test)")
+    return "Data: " + "; ".join(parts) + "."
+
+
 def report(steps: dict[str, Any] | None) -> None:
     rows, wins = [], []
     for problem in PROBLEMS:
@@ -266,6 +281,7 @@ def report(steps: dict[str, Any] | None) -> None:
             r = results["fno"]
             wins.append(f"{problem}: FNO {r['nmse']:.3g} vs copy {r['nmse_copy']:.3g} "
                         f"({'beats' if r['nmse'] < r['nmse_copy'] else 'does NOT beat'} copy)")
+    coverage = data_coverage([r[0] for r in rows])
     budget = ""
     if steps:
         per = ", ".join(f"{OPERATORS[o]} {s:.2f} s/step -> {steps['max_steps'][o]} steps"
@@ -278,8 +294,10 @@ def report(steps: dict[str, Any] | None) -> None:
         "`python -m benchmarks.cfdbench_table` -> `results/cfdbench_<problem>_<operator>.json`; configs "
         "`configs/<problem>_<operator>.yaml` (cavity: `configs/cavity_<operator>.yaml`'s model settings with the "
         "table's data and budget). Each card's default sweep, subsets pooled, split 80/10/10 by case; u, v "
-        "only; NMSE = MSE / mean(truth^2) over fluid cells. Rollouts start at frame 0.\n\n"
-        f"{budget}\n\n"
+        "only; NMSE = MSE / mean(truth^2) over fluid cells, averaged over windows. Rollouts start at frame 0 "
+        "(cavity: one frame after the lid starts; cylinder: after 30 convective times of warm-up; tube, dam: at "
+        "t = 0+).\n\n"
+        f"{budget}\n\n{coverage}\n\n"
         + markdown_table(["problem", "model", "params", "steps", "train min (CPU / wall)", "one-step NMSE",
                           "rollout NMSE (mean of 20)", "rollout NMSE (step 20)"], rows)
         + ("\n\nFNO against copying the input, one step: " + "; ".join(wins) + "." if wins else "")

@@ -301,6 +301,10 @@ def report(steps: dict[str, Any] | None) -> None:
         + markdown_table(["problem", "model", "params", "steps", "train min (CPU / wall)", "one-step NMSE",
                           "rollout NMSE (mean of 20)", "rollout NMSE (step 20)"], rows)
         + ("\n\nFNO against copying the input, one step: " + "; ".join(wins) + "." if wins else "")
+        + (f"\n\nFactFormer gets {steps['max_steps']['factformer']} steps in the budget (one of its steps costs "
+           f"{steps['seconds_per_step']['factformer'] / steps['seconds_per_step']['fno']:.1f} FNO steps on this CPU): "
+           "too few to get far from the copy baseline, so its rows say what the budget buys on a CPU, not what "
+           "the architecture can do." if steps else "")
         + "\n\nEach model sees a few thousand samples (a few epochs): these are budget-limited baselines, "
           "not converged models; CFDBench trains to convergence on a GPU."
     )

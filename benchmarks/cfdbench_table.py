@@ -221,7 +221,7 @@ def copy_baseline(problem: str) -> dict[str, Any]:
     errs = torch.cat(rollout)
     return {"problem": problem, "operator": "copy", "nmse": float(torch.cat(one_step).mean()),
             "rollout_nmse": float(errs.mean()), "rollout_nmse_last": float(errs[:, -1].mean()),
-            "rollout_nmse_per_step": errs.mean(0).tolist(), "test_trajectories": n,
+            "rollout_nmse_per_step": errs.mean(0).tolist(), "test_trajectories": n, "cases": case_counts(problem),
             "card_hash": dm.card.hash}
 
 
@@ -245,18 +245,27 @@ def available_problems() -> list[str]:
     return out
 
 
-def data_coverage(problems: list[str]) -> str:
-    """One line per problem: cases found per split against the card's default sweep."""
+def case_counts(problem: str) -> dict[str, Any]:
+    """Cases of the card's default sweep found on disk, per split, and the sweep's size."""
     from sciflow.data.card import load_card
     from sciflow.solvers.sweep import plan
 
+    jobs = plan(load_card(problem))
+    have = [j for j in jobs if j.path.exists()]
+    return {"default_sweep": len(jobs), **{s: sum(j.path.parent.name == s for j in have) for s in ("train", "valid", "test")}}
+
+
+def data_coverage(problems: list[str]) -> str:
+    """One line per problem: the cases the rows were trained and tested on (recorded with the copy
+    baseline, which runs first), against the card's default sweep."""
     parts = []
     for p in dict.fromkeys(problems):
-        jobs = plan(load_card(p))
-        have = [j for j in jobs if j.path.exists()]
-        splits = "/".join(str(sum(j.path.parent.name == s for j in have)) for s in ("train", "valid", "test"))
-        note = "" if len(have) == len(jobs) else f" of the default {len(jobs)} (the rest not generated)"
-        parts.append(f"{p} {len(have)} cases{note} ({splits} train/valid/test)")
+        path = _result_path(p, "copy")
+        counts = json.loads(path.read_text()).get("cases") if path.exists() else None
+        counts = counts or case_counts(p)
+        n = counts["train"] + counts["valid"] + counts["test"]
+        note = "" if n == counts["default_sweep"] else f" of the default {counts['default_sweep']} (the rest not generated)"
+        parts.append(f"{p} {n} cases{note} ({counts['train']}/{counts['valid']}/{counts['test']} train/valid/test)")
     return "Data: " + "; ".join(parts) + "."
 
 

@@ -257,8 +257,7 @@ class NS2D:
         r = self._r
         ru = r[:nu_].reshape(nx + 1, ny)
         rv = r[nu_:].reshape(nx, ny + 1)
-        ru[...] = _momentum(U, V, g.hx, g.hy, self.nu, self.scheme)
-        rv[...] = _momentum(V.T, U.T, g.hy, g.hx, self.nu, self.scheme).T
+        self.face_forces(U, V, ru, rv)
         if self._has_solid:
             # no-slip halfway between a face and its neighbour inside a solid: ghost -q
             ru -= self._wall_u * u
@@ -266,6 +265,14 @@ class NS2D:
         r *= self._free
         self.apply_outflow_law(q, r)
         return r
+
+    def face_forces(self, U: np.ndarray, V: np.ndarray, ru: np.ndarray, rv: np.ndarray) -> None:
+        """Write the forces per unit mass into ``ru: (nx + 1, ny)`` and ``rv: (nx, ny + 1)`` (views
+        of the rhs) from the padded velocities ``U: (nx + 5, ny + 4)``, ``V: (nx + 4, ny + 5)``:
+        advection and diffusion here; subclasses with other physics override this alone."""
+        g = self.grid
+        ru[...] = _momentum(U, V, g.hx, g.hy, self.nu, self.scheme)
+        rv[...] = _momentum(V.T, U.T, g.hy, g.hx, self.nu, self.scheme).T
 
     def apply_outflow_law(self, q: np.ndarray, r: np.ndarray) -> None:
         """Overwrite ``r: (nq,)`` on outflow faces with the convective law ``dq/dt = -c dq/dn``

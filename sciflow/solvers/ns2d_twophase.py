@@ -56,7 +56,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sciflow.solvers.ns2d import _RK3, _VISCOUS_LIMIT, NS2D, _momentum
-from sciflow.solvers.ns2d_bc import Boundaries, pad_u, pad_v
+from sciflow.solvers.ns2d_bc import Boundaries
 from sciflow.solvers.ns2d_grid import StaggeredGrid
 from sciflow.solvers.ns2d_poisson import SparseLUPoisson
 from sciflow.solvers.ns2d_vof import VolumeOfFluid
@@ -321,31 +321,14 @@ class TwoPhaseNS2D(NS2D):
 
     # -- one step ----------------------------------------------------------------------------
 
-    def rhs(self, q: np.ndarray) -> np.ndarray:
-        """Advection + viscous stresses / rho + buoyancy at every face, ``(nq,)`` (zero on fixed
-        faces, the convective law on outflow faces); overwritten by the next call."""
+    def face_forces(self, U: np.ndarray, V: np.ndarray, ru: np.ndarray, rv: np.ndarray) -> None:
+        """Advection + viscous stresses / rho + buoyancy at every face (see :meth:`NS2D.face_forces`)."""
         g = self.grid
-        nx, ny = g.shape
-        nu_ = self.roles.nu
-        u = q[:nu_].reshape(nx + 1, ny)
-        v = q[nu_:].reshape(nx, ny + 1)
-        U = pad_u(u, self.bcs, self._Pu)
-        V = pad_v(v, self.bcs, self._Pv)
-        r = self._r
-        ru = r[:nu_].reshape(nx + 1, ny)
-        rv = r[nu_:].reshape(nx, ny + 1)
         ru[...] = _momentum(U, V, g.hx, g.hy, 0.0, self.scheme)
         rv[...] = _momentum(V.T, U.T, g.hy, g.hx, 0.0, self.scheme).T
         fu, fv = viscous_stress_divergence(U, V, self._mu_c, self._mu_corner, g.hx, g.hy)
-        ru += fu * self._beta_u
-        rv += fv * self._beta_v
-        if self._has_solid:
-            ru -= self._wall_u * u
-            rv -= self._wall_v * v
-        r += self._body
-        r *= self._free
-        self.apply_outflow_law(q, r)
-        return r
+        ru += fu * self._beta_u + self._body[: ru.size].reshape(ru.shape)
+        rv += fv * self._beta_v + self._body[ru.size :].reshape(rv.shape)
 
     def stable_dt(self) -> float:
         """Largest step allowed by the advective CFL (which also keeps the VOF's per-direction

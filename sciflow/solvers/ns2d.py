@@ -76,7 +76,9 @@ def advective_flux(
         def psi(s: np.ndarray) -> np.ndarray:  # harmonic mean of s and d where they agree
             sd = s * d
             pos = sd > 0.0
-            return 2.0 * sd * pos / (s + d + ~pos)
+            # the denominator is only used where s and d agree (then |s + d| > 0); elsewhere 1,
+            # not s + d + 1, which is 0 for e.g. s = -1, d = 0 (a wall next to a unit inflow)
+            return 2.0 * sd * pos / np.where(pos, s + d, 1.0)
 
         return ap * (q0 + 0.5 * psi(q0 - qm1)) + am * (q1 - 0.5 * psi(q2 - q1))
     raise ValueError(f"unknown advection scheme {scheme!r}; known: {SCHEMES}")
@@ -223,9 +225,9 @@ class NS2D:
         (``L p = D rhs(q)``), so it belongs to time ``t`` exactly; the pressure of the last
         Runge-Kutta stage (:meth:`stage_pressure`) lags by about half a step.
         """
-        return self.pressure.to_cells(
-            self.pressure.poisson.solve(self.pressure.D @ self.rhs(self.q))
-        )
+        r = self.rhs(self.q)
+        self.apply_backflow_pressure(self.q, 1.0, out=r)
+        return self.pressure.to_cells(self.pressure.poisson.solve(self.pressure.D @ r))
 
     def stage_pressure(self) -> np.ndarray:
         """Pressure / density of the last Runge-Kutta stage, ``(nx, ny)`` (0 in solids): free to
@@ -281,6 +283,33 @@ class NS2D:
             c = max(0.0, side.sign * float(q[side.faces].mean()))
             r[side.faces] = -c * (q[side.faces] - q[side.inner]) / side.h
 
+    def apply_backflow_pressure(
+        self, q: np.ndarray, dt_stage: float, out: np.ndarray | None = None
+    ) -> None:
+        """Before a projection, add to ``out: (nq,)`` (default ``q``) the velocity change
+        ``dt_stage`` of the pressure gradient that the total-pressure condition puts on reversed
+        outflow faces (sides with ``Outflow(backflow_total_pressure=True)``), evaluated with the
+        velocities ``q: (nq,)``.
+
+        The projection holds ``p = 0`` on the side, half a cell outside the last centre, so a
+        side value ``p_b`` adds ``sign * 2 p_b / h`` to the normal gradient on its face. With
+        ``p_b = -rho |u|^2 / 2`` (``|u|^2`` from the face's normal velocity and the mean
+        tangential velocity of the cell inside) the kinematic increment ``-dt_stage * 2 p_b /
+        (rho h)`` is independent of the density, so one formula serves both solvers.
+        """
+        for side in self.roles.outflow:
+            if not side.total_pressure:
+                continue
+            qn = q[side.faces]
+            back = side.sign * qn < 0.0
+            if not back.any():
+                continue
+            qt = 0.5 * (q[side.tangential[:, 0]] + q[side.tangential[:, 1]])
+            target = q if out is None else out
+            target[side.faces] += np.where(
+                back, side.sign * dt_stage * (qn**2 + qt**2) / side.h, 0.0
+            )
+
     def stable_dt(self) -> float:
         """Largest step allowed by the advective CFL and the viscous limit."""
         g = self.grid
@@ -303,6 +332,7 @@ class NS2D:
                 q = a * q0 + b * (q + dt * self.rhs(q))
             else:
                 q = q + dt * self.rhs(q)
+            self.apply_backflow_pressure(q, b * dt)
             phi = self.pressure.project(q) / (b * dt)
         q[self.roles.fixed] = self.roles.fixed_values  # drop round-off of the stage blends
         self.q = q

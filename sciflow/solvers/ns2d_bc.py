@@ -84,7 +84,17 @@ class Outflow:
     """Open side: pressure 0, normal velocity convected out at the mean outflow speed
     (du/dt + c du/dn = 0, then corrected by the pressure like any free face), tangential
     velocity of zero normal gradient. Vortices leave without reflection; in steady flow the
-    outflow faces see no pressure gradient, so p = 0 is reached at the last cell centres."""
+    outflow faces see no pressure gradient, so p = 0 is reached at the last cell centres.
+
+    ``backflow_total_pressure``: on faces where fluid enters (flow reversal), hold the total
+    pressure ``p + rho |u|^2 / 2`` at 0 instead of the static pressure: fluid drawn in from a
+    still ambient accelerates by lowering its pressure (Bernoulli), so a reversal cannot bring
+    kinetic energy in for free. With ``p = 0`` alone, an inflowing jet draws energy through the
+    side and can run away (the classic backflow instability of open boundaries; the dam's air
+    did). Off by default: the tube and cylinder outlets were validated without it.
+    """
+
+    backflow_total_pressure: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,9 @@ class OutflowSide:
     inner: np.ndarray  # indices into q, one face inwards
     sign: float  # +1 when the outward normal points along +x/+y
     h: float  # spacing normal to the side
+    # (n, 2) indices into q: the two tangential faces of the cell inside each face
+    tangential: np.ndarray
+    total_pressure: bool  # Outflow.backflow_total_pressure
 
 
 @dataclass(frozen=True)
@@ -277,6 +290,11 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
     iv = nu + np.arange(nx * (ny + 1)).reshape(nx, ny + 1)
 
     # sides: (bc, role row, value row, coordinate along the side, inward sign, index rows)
+    # tangential faces of the cell inside each side face: (n, 2) index pairs
+    tan_left = np.stack([iv[0, :-1], iv[0, 1:]], axis=1)
+    tan_right = np.stack([iv[-1, :-1], iv[-1, 1:]], axis=1)
+    tan_bottom = np.stack([iu[:-1, 0], iu[1:, 0]], axis=1)
+    tan_top = np.stack([iu[:-1, -1], iu[1:, -1]], axis=1)
     sides = [
         (bcs.left, role_u[0], val_u[0], grid.yc, grid.hy, +1.0, iu[0], iu[1], -1.0, grid.hx),
         (bcs.right, role_u[-1], val_u[-1], grid.yc, grid.hy, -1.0, iu[-1], iu[-2], +1.0, grid.hx),
@@ -305,14 +323,19 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
             grid.hy,
         ),
     ]
-    for bc, role, val, s, hs, inward, faces, inner, outward, h in sides:
+    tangential = (tan_left, tan_right, tan_bottom, tan_top)
+    for (bc, role, val, s, hs, inward, faces, inner, outward, h), tan in zip(sides, tangential):
         if isinstance(bc, Wall):
             role[:] = 1
         elif isinstance(bc, Inflow):
             role[:] = 1
             val[:] = inward * bc.speeds(s, hs)
         elif isinstance(bc, Outflow):
-            outflow.append(OutflowSide(faces.copy(), inner.copy(), outward, h))
+            outflow.append(
+                OutflowSide(
+                    faces.copy(), inner.copy(), outward, h, tan, bc.backflow_total_pressure
+                )
+            )
     if bcs.periodic_x:
         role_u[-1] = 2
     if bcs.periodic_y:
@@ -336,8 +359,11 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
     role = np.concatenate([role_u.ravel(), role_v.ravel()])
     # an obstacle touching an outflow side turns those faces into walls
     outflow = [
-        OutflowSide(o.faces[role[o.faces] == 0], o.inner[role[o.faces] == 0], o.sign, o.h)
+        OutflowSide(
+            o.faces[keep], o.inner[keep], o.sign, o.h, o.tangential[keep], o.total_pressure
+        )
         for o in outflow
+        for keep in [role[o.faces] == 0]
     ]
     value = np.concatenate([val_u.ravel(), val_v.ravel()])
     slave = np.flatnonzero(role == 2)

@@ -312,7 +312,9 @@ class TwoPhaseNS2D(NS2D):
         solids): ``D (1/rho) G p' = D rhs(q)`` solved exactly for the current fraction, plus the
         still gas's hydrostatic pressure."""
         self._set_properties(self.alpha)
-        p = self._exact_operator().solve(self.pressure.D @ self.rhs(self.q))
+        r = self.rhs(self.q)
+        self.apply_backflow_pressure(self.q, 1.0, out=r)
+        p = self._exact_operator().solve(self.pressure.D @ r)
         return self.pressure.to_cells((p + self._p_ambient) / self.liquid.density)
 
     def stage_pressure(self) -> np.ndarray:
@@ -401,6 +403,7 @@ class TwoPhaseNS2D(NS2D):
                 q = a * q0 + b * (q + dt * self.rhs(q))
             else:
                 q = q + dt * self.rhs(q)
+            self.apply_backflow_pressure(q, b * dt)
             if exact is not None:
                 phi = exact.solve(self.pressure.D @ q)
                 q -= self._beta * (self.pressure.G @ phi)

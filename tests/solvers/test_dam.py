@@ -176,7 +176,11 @@ def _at_rest(right) -> TwoPhaseNS2D:
     return s
 
 
-@pytest.mark.parametrize("right", [Outflow(), Wall()], ids=["outlet", "closed"])
+@pytest.mark.parametrize(
+    "right",
+    [Outflow(), Outflow(backflow_total_pressure=True), Wall()],
+    ids=["outlet", "outlet-total-pressure", "closed"],
+)
 def test_liquid_at_rest_stays_at_rest_with_hydrostatic_pressure(right):
     s = _at_rest(right)
     # measured max |u| after 100 steps: 5e-14 m/s (outlet), 8e-11 m/s (closed, pinned LU)
@@ -312,6 +316,13 @@ def test_dam_case_contract(small_case):
     assert abs(p[1, -1, -1]) < 1.0
     # the inflow pushes the water in: u > 0 in the inlet rows next to the left side
     assert case.vector_fields["velocity"][1, 0, :2, 0].min() > 0.5
+
+
+def test_dam_outlet_holds_the_total_pressure_of_backflow():
+    # without it, air jets drawn in through the outlet ran away at Re >= 155 (u_in 1.55 m/s)
+    solver = Dam(internal_grid=(96, 32)).make_solver(BASE)
+    (outlet,) = solver.roles.outflow
+    assert outlet.sign == 1.0 and outlet.total_pressure
 
 
 def test_dam_deterministic(small_case):

@@ -223,6 +223,59 @@ def test_flux_exact_on_polynomials():
     np.testing.assert_allclose(advective_flux(*[np.full(2, c) for c in q], a, "quick"), a * 0.25)
 
 
+@pytest.mark.parametrize("scheme", ["koren", "vanleer"])
+def test_limited_flux_is_finite_where_slopes_disagree(scheme):
+    # a wall (0) next to a unit inflow: upwind slope s = -1 with d = 0; van Leer's old
+    # denominator s + d + 1 was 0 there and gave NaN (dam cases at u_in = 1 m/s)
+    qm1, q0, q1, q2 = (np.array([v, v]) for v in (1.0, 0.0, 0.0, 1.0))
+    flux = advective_flux(qm1, q0, q1, q2, np.array([1.0, -1.0]), scheme)
+    np.testing.assert_array_equal(flux, [0.0, 0.0])  # limited to first order: the upwind 0
+
+
+def _suction_channel(total_pressure: bool) -> NS2D:
+    """A 4 x 1 periodic strip sucking fluid out of its right side at 1 m/s (a prescribed
+    outward inflow), so it is drawn in through the open left side: plug flow."""
+    g = StaggeredGrid(0.0, 4.0, 0.0, 1.0, 64, 16)
+    bcs = Boundaries(
+        Outflow(backflow_total_pressure=total_pressure), Inflow(-1.0), Periodic(), Periodic()
+    )
+    return NS2D(g, bcs, nu=0.05)
+
+
+def test_backflow_total_pressure_adds_the_bernoulli_drop_only_on_reversed_faces():
+    s = _suction_channel(True)
+    side = s.roles.outflow[0]
+    assert side.sign == -1.0 and side.total_pressure
+    q = np.zeros(s.roles.nq)
+    q[side.faces] = np.linspace(-0.5, 1.0, side.faces.size)  # outward (< 0) at the bottom only
+    q[side.tangential.ravel()] = 0.3  # neighbouring cells share a tangential face
+    before = q.copy()
+    s.apply_backflow_pressure(q, 0.01)
+    qn = before[side.faces]
+    # outward flow (qn < 0 on the left side) is left alone; reversed faces gain
+    # sign * dt |u|^2 / h = -0.01 (qn^2 + 0.3^2) / hx, i.e. are pushed back outwards
+    expected = np.where(qn > 0.0, qn - 0.01 * (qn**2 + 0.09) / s.grid.hx, qn)
+    np.testing.assert_allclose(q[side.faces], expected, rtol=1e-12)
+    assert np.array_equal(np.delete(q, side.faces), np.delete(before, side.faces))
+    off = _suction_channel(False)
+    q = before.copy()
+    off.apply_backflow_pressure(q, 0.01)
+    assert np.array_equal(q, before)
+
+
+def test_backflow_total_pressure_gives_bernoulli_at_the_open_side():
+    # fluid drawn from a still ambient at 1 m/s: its static pressure at the open side is
+    # -|u|^2 / 2 (total pressure 0), where a static-pressure side would hold 0
+    pressure = {}
+    for total in (False, True):
+        s = _suction_channel(total)
+        s.advance(0.5)
+        np.testing.assert_allclose(s.u, 1.0, atol=1e-12)  # drawn in uniformly
+        pressure[total] = s.kinematic_pressure()
+    np.testing.assert_allclose(pressure[False], 0.0, atol=1e-12)
+    np.testing.assert_allclose(pressure[True], -0.5, atol=1e-9)
+
+
 def test_resampler_conserves_integrals_and_averages_blocks():
     fine = StaggeredGrid(0.0, 2.0, -1.0, 1.0, 12, 10)
     coarse = StaggeredGrid(0.0, 2.0, -1.0, 1.0, 5, 4)  # non-integer ratios

@@ -72,8 +72,8 @@ class Dam(FlowProblem):
     ``viscosity_ratio`` (water over air), ``projection`` (``"split"`` or ``"exact"``, see
     :mod:`~sciflow.solvers.ns2d_twophase`), ``cfl`` (momentum Courant number; 0.9 blew up a
     spill at u_in = 0.65 m/s). A face speed above 6 (u_in + sqrt(g H)) is taken as a blow-up
-    (physical speeds stay below u_in + sqrt(2 g H); the air beside a falling sheet reaches up to
-    about 2.8 (u_in + sqrt(g H)) in the stored cell averages): the case stops and
+    (the water stays below about u_in + sqrt(2 g H); the air beside a falling sheet reaches up to
+    4.3 (u_in + sqrt(g H)) in the stored cell averages of the default sweep): the case stops and
     :meth:`simulate` restarts it with a smaller Courant number.
     """
 

@@ -1,5 +1,5 @@
 """CFDBench-style baseline table: FNO, U-Net and FactFormer next-step surrogates on the cavity,
-tube, cylinder (and dam, once its card exists) datasets, against copying the input.
+tube, cylinder and dam datasets, against copying the input.
 
 Protocol (as CFDBench, Luo, Chen, Zhang 2023, where our CPU allows):
 
@@ -286,7 +286,7 @@ def report(steps: dict[str, Any] | None) -> None:
             rows.append([problem, OPERATORS[op], f"{r['parameters'] / 1e6:.2f} M", r["max_steps"],
                          f"{r['train_cpu_seconds'] / 60:.1f} / {r['train_wall_seconds'] / 60:.1f}",
                          r["nmse"], r["rollout_nmse"], r["rollout_nmse_last"]])
-        if "fno" in results and problem != "dam":
+        if "fno" in results:
             r = results["fno"]
             wins.append(f"{problem}: FNO {r['nmse']:.3g} vs copy {r['nmse_copy']:.3g} "
                         f"({'beats' if r['nmse'] < r['nmse_copy'] else 'does NOT beat'} copy)")

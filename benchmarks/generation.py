@@ -58,6 +58,7 @@ from sciflow.data.card import load_card  # noqa: E402
 from sciflow.data.check import check_file  # noqa: E402
 from sciflow.data.reader import WellFile  # noqa: E402
 from sciflow.solvers import PROBLEMS, get_problem  # noqa: E402
+from sciflow.solvers import dam as dam_solver  # noqa: E402
 from sciflow.solvers.ns2d_output import central_divergence  # noqa: E402
 from sciflow.solvers.sweep import generate, plan  # noqa: E402
 
@@ -222,7 +223,7 @@ def quality(name: str) -> dict[str, Any]:
                 # the gravity-wave speed of the box (the water moves at most ~u_in + sqrt(2 g H))
                 frac = np.asarray(wf.read(b, fields=["volume_fraction"])).reshape(uv.shape[:-1])
                 speed = np.hypot(uv[..., 0], uv[..., 1]) * mask
-                scale = params["u_in"] + math.sqrt(9.81 * 0.4)
+                scale = params["u_in"] + math.sqrt(dam_solver.GRAVITY * dam_solver.HEIGHT)
                 speeds["water"].append(float(speed[frac >= 0.5].max()) / scale)
                 speeds["air"].append(float(speed[frac < 0.5].max()) / scale)
                 restarts += int(a.get("restarts", 0) > 0)
@@ -238,7 +239,7 @@ def quality(name: str) -> dict[str, Any]:
     if flux_err:
         out["flux_rel_error_max"] = max(flux_err)
     if speeds["air"]:
-        out["speed_units"] = "max |u| over a case's frames / (u_in + sqrt(g * 0.4 m))"
+        out["speed_units"] = f"max |u| over a case's frames / (u_in + sqrt(g * {dam_solver.HEIGHT} m))"
         for phase, v in speeds.items():
             out[f"{phase}_speed_max"] = max(v)
             out[f"{phase}_speed_median"] = float(np.median(v))

@@ -225,9 +225,14 @@ class NS2D:
         (``L p = D rhs(q)``), so it belongs to time ``t`` exactly; the pressure of the last
         Runge-Kutta stage (:meth:`stage_pressure`) lags by about half a step.
         """
+        return self.pressure.to_cells(self.pressure.poisson.solve(self.pressure_source()))
+
+    def pressure_source(self) -> np.ndarray:
+        """``D`` of the current rates, ``(nx * ny,)``: the right-hand side of the pressure
+        equation at time ``t`` (with the side pressure of reversed total-pressure outflow)."""
         r = self.rhs(self.q)
         self.apply_backflow_pressure(self.q, 1.0, out=r)
-        return self.pressure.to_cells(self.pressure.poisson.solve(self.pressure.D @ r))
+        return self.pressure.D @ r
 
     def stage_pressure(self) -> np.ndarray:
         """Pressure / density of the last Runge-Kutta stage, ``(nx, ny)`` (0 in solids): free to

@@ -289,42 +289,23 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
     iu = np.arange(nu).reshape(nx + 1, ny)
     iv = nu + np.arange(nx * (ny + 1)).reshape(nx, ny + 1)
 
-    # sides: (bc, role row, value row, coordinate along the side, inward sign, index rows)
-    # tangential faces of the cell inside each side face: (n, 2) index pairs
-    tan_left = np.stack([iv[0, :-1], iv[0, 1:]], axis=1)
-    tan_right = np.stack([iv[-1, :-1], iv[-1, 1:]], axis=1)
-    tan_bottom = np.stack([iu[:-1, 0], iu[1:, 0]], axis=1)
-    tan_top = np.stack([iu[:-1, -1], iu[1:, -1]], axis=1)
+    def pairs(a: np.ndarray) -> np.ndarray:  # (n + 1,) -> (n, 2): the two ends of each cell
+        return np.stack([a[:-1], a[1:]], axis=1)
+
+    # sides: (bc, role row, value row, coordinate along the side, its spacing, inward sign,
+    # faces, faces one inwards, outward sign, normal spacing, the tangential faces of the cell
+    # inside each face as (n, 2) index pairs)
     sides = [
-        (bcs.left, role_u[0], val_u[0], grid.yc, grid.hy, +1.0, iu[0], iu[1], -1.0, grid.hx),
-        (bcs.right, role_u[-1], val_u[-1], grid.yc, grid.hy, -1.0, iu[-1], iu[-2], +1.0, grid.hx),
-        (
-            bcs.bottom,
-            role_v[:, 0],
-            val_v[:, 0],
-            grid.xc,
-            grid.hx,
-            +1.0,
-            iv[:, 0],
-            iv[:, 1],
-            -1.0,
-            grid.hy,
-        ),
-        (
-            bcs.top,
-            role_v[:, -1],
-            val_v[:, -1],
-            grid.xc,
-            grid.hx,
-            -1.0,
-            iv[:, -1],
-            iv[:, -2],
-            +1.0,
-            grid.hy,
-        ),
-    ]
-    tangential = (tan_left, tan_right, tan_bottom, tan_top)
-    for (bc, role, val, s, hs, inward, faces, inner, outward, h), tan in zip(sides, tangential):
+        (bcs.left, role_u[0], val_u[0], grid.yc, grid.hy, +1.0, iu[0], iu[1], -1.0, grid.hx,
+         pairs(iv[0])),
+        (bcs.right, role_u[-1], val_u[-1], grid.yc, grid.hy, -1.0, iu[-1], iu[-2], +1.0, grid.hx,
+         pairs(iv[-1])),
+        (bcs.bottom, role_v[:, 0], val_v[:, 0], grid.xc, grid.hx, +1.0, iv[:, 0], iv[:, 1], -1.0,
+         grid.hy, pairs(iu[:, 0])),
+        (bcs.top, role_v[:, -1], val_v[:, -1], grid.xc, grid.hx, -1.0, iv[:, -1], iv[:, -2], +1.0,
+         grid.hy, pairs(iu[:, -1])),
+    ]  # fmt: skip
+    for bc, role, val, s, hs, inward, faces, inner, outward, h, tan in sides:
         if isinstance(bc, Wall):
             role[:] = 1
         elif isinstance(bc, Inflow):
@@ -332,9 +313,7 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
             val[:] = inward * bc.speeds(s, hs)
         elif isinstance(bc, Outflow):
             outflow.append(
-                OutflowSide(
-                    faces.copy(), inner.copy(), outward, h, tan, bc.backflow_total_pressure
-                )
+                OutflowSide(faces.copy(), inner.copy(), outward, h, tan, bc.backflow_total_pressure)
             )
     if bcs.periodic_x:
         role_u[-1] = 2
@@ -358,13 +337,15 @@ def face_roles(grid: StaggeredGrid, bcs: Boundaries, solid: np.ndarray | None = 
         role_v[:, 0][touch_v[:, -1]] = 1
     role = np.concatenate([role_u.ravel(), role_v.ravel()])
     # an obstacle touching an outflow side turns those faces into walls
-    outflow = [
-        OutflowSide(
-            o.faces[keep], o.inner[keep], o.sign, o.h, o.tangential[keep], o.total_pressure
+    kept = []
+    for o in outflow:
+        keep = role[o.faces] == 0
+        kept.append(
+            OutflowSide(
+                o.faces[keep], o.inner[keep], o.sign, o.h, o.tangential[keep], o.total_pressure
+            )
         )
-        for o in outflow
-        for keep in [role[o.faces] == 0]
-    ]
+    outflow = kept
     value = np.concatenate([val_u.ravel(), val_v.ravel()])
     slave = np.flatnonzero(role == 2)
     master = np.concatenate([iu[0][role_u[-1] == 2], iv[:, 0][role_v[:, -1] == 2]])

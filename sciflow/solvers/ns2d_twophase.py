@@ -312,9 +312,7 @@ class TwoPhaseNS2D(NS2D):
         solids): ``D (1/rho) G p' = D rhs(q)`` solved exactly for the current fraction, plus the
         still gas's hydrostatic pressure."""
         self._set_properties(self.alpha)
-        r = self.rhs(self.q)
-        self.apply_backflow_pressure(self.q, 1.0, out=r)
-        p = self._exact_operator().solve(self.pressure.D @ r)
+        p = self._exact_operator().solve(self.pressure_source())
         return self.pressure.to_cells((p + self._p_ambient) / self.liquid.density)
 
     def stage_pressure(self) -> np.ndarray:

@@ -15,6 +15,52 @@ from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
+# data kind -> (surrogate, data module, metric the `best` checkpoint monitors); the kind is the
+# dataset card's `kind` (or `particles` for a dataset folder with a metadata.json)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "grid": ("sciflow.surrogate:Surrogate", "sciflow.data.datamodule:SciflowData", "val/nmse"),
+    "particles": ("sciflow.particle_surrogate:ParticleSurrogate", "sciflow.data.particles.datamodule:ParticleData",
+                  "val/rollout_mse"),
+}
+
+
+def _option(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """Values of ``--name VALUE`` / ``--name=VALUE`` options in ``argv``, in order."""
+    out = []
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                out.append(argv[i + 1])
+            elif a.startswith(n + "="):
+                out.append(a.split("=", 1)[1])
+    return out
+
+
+def data_kind(argv: list[str]) -> str:
+    """The kind of data a training command runs on: from ``--data.card`` / ``--data.root`` on the
+    command line, else the configs' ``data.card`` / ``data.root`` (the last one given wins)."""
+    import yaml
+
+    from sciflow.data.card import load_card
+
+    card = root = None
+    for path in _option(argv, ("--config", "-c")):
+        try:
+            data = (yaml.safe_load(Path(path).read_text()) or {}).get("data") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # LightningCLI reports a bad config itself
+        card, root = data.get("card", card), data.get("root", root)
+    card = (_option(argv, ("--data.card",)) or [card])[-1]
+    root = (_option(argv, ("--data.root",)) or [root])[-1]
+    if card:
+        try:
+            return load_card(card).kind
+        except (OSError, ValueError):
+            return "grid"  # the data module reports the missing card with its own message
+    if root and (Path(root) / "metadata.json").is_file():
+        return "particles"
+    return "grid"
+
 
 # -- training commands (LightningCLI) ---------------------------------------------------------------
 
@@ -22,8 +68,10 @@ def lightning_main(argv: list[str]) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from sciflow.data.datamodule import SciflowData
-    from sciflow.surrogate import Surrogate
+    from sciflow.registry import import_path
+
+    model_path, data_path, monitor = KINDS[data_kind(argv[1:])]
+    model_class, data_class = import_path(model_path), import_path(data_path)
 
     class SciflowCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
@@ -38,7 +86,7 @@ def lightning_main(argv: list[str]) -> None:
             parser.set_defaults({
                 "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 0,
-                "best.monitor": "val/nmse",
+                "best.monitor": monitor,
                 "best.mode": "min",
                 "best.filename": "best",
                 "best.save_last": False,
@@ -47,7 +95,7 @@ def lightning_main(argv: list[str]) -> None:
     # wandb, when a config picks it, stays offline unless the user says otherwise
     os.environ.setdefault("WANDB_MODE", "offline")
     SciflowCLI(
-        Surrogate, SciflowData,
+        model_class, data_class,
         args=None if argv == sys.argv[1:] else argv,
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
@@ -124,9 +172,26 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 # -- rollout and demo ------------------------------------------------------------------------------------
 
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The data kind a checkpoint was trained on (``grid`` for checkpoints that do not say)."""
+    import torch
+
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such checkpoint")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return str(((ckpt.get("hyper_parameters") or {}).get("data_spec") or {}).get("kind", "grid"))
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
+    kinds = {checkpoint_kind(c) for c in args.ckpt}
+    if len(kinds) > 1:
+        raise SystemExit(f"--ckpt: checkpoints of different data kinds {sorted(kinds)} cannot form one ensemble")
+    if kinds == {"particles"}:
+        return cmd_particle_rollout(args)
+    if args.data is None:
+        raise SystemExit("--data: give the dataset card the checkpoints are rolled out on")
     from sciflow.evaluate import run_rollout
 
     _, summary = run_rollout(
@@ -134,6 +199,23 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         trajectories=list(range(args.trajectories)) if args.trajectories else None,
         steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
         keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_particle_rollout(args: argparse.Namespace) -> int:
+    import json
+
+    from sciflow.evaluate_particles import run_particle_rollout
+
+    if args.data is None and args.root is None:
+        raise SystemExit("--data or --root: give the particle dataset (card, or folder with metadata.json)")
+    _, summary = run_particle_rollout(
+        args.ckpt, args.data, root=args.root, split=args.split,
+        trajectories=list(range(args.trajectories)) if args.trajectories else None,
+        steps=args.steps, samples=args.samples, start=args.start, keep_members=args.members,
+        out=args.out, plots=not args.no_plots, device=args.device,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -189,9 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("files", nargs="+")
     n.set_defaults(fn=cmd_data_inspect)
 
-    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
+    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots "
+                                       "(grid fields, or particle positions per step)")
     r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
-    r.add_argument("--data", required=True, help="dataset card name or path")
+    r.add_argument("--data", default=None, help="dataset card name or path (particles: or give --root)")
     r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")

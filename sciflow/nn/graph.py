@@ -6,8 +6,9 @@
 - :class:`GraphIntegral`: a graph kernel integral between two point sets (the graph neural
   operator of GINO / GIOROM): ``u(y) = mean_{x in A(y)} k(x - y, f(x))``, used to go from
   particles to a latent grid and back.
-- :class:`KernelInterpolation`: a learned, normalised kernel average ``sum_s w(q - x_s) f_s /
-  sum_s w`` over the ``k`` nearest sources of each query point (sparse particles to dense ones).
+- :class:`KernelInterpolation`: a learned, normalised radial kernel average ``sum_s w(|q - x_s|)
+  f_s / sum_s w`` over the ``k`` nearest sources of each query point (sparse particles to dense
+  ones).
 
 Edge convention: ``edge_index[0]`` sends (``j``), ``edge_index[1]`` receives (``i``).
 """
@@ -88,23 +89,36 @@ class GraphIntegral(MessagePassing):
 class KernelInterpolation(nn.Module):
     """Evaluate a field known at source points at query points by a learned kernel average.
 
-    ``f(q) = sum_s w_qs f_s / sum_s w_qs`` over the ``k`` nearest sources ``s`` of ``q``, with
-    ``w = softplus(g(d / h, |d| / h))`` positive (``g`` a small MLP, ``h`` a length scale given per
-    call, e.g. the sparse particle spacing). The weights form a partition of unity, so a constant
-    field is reproduced exactly whatever the learned kernel.
+    ``f(q) = sum_s w(|q - x_s| / h) f_s / sum_s w`` over the given edges (e.g. the ``k`` nearest
+    sources of each query), with a learned positive radial profile ``w``: piecewise linear in
+    ``r = |d| / h`` on ``n_knots`` knots over ``[0, r_max]`` (constant beyond), initialised to
+    ``exp(-r^2)``; ``h`` is a length scale given per call (e.g. the sparse particle spacing).
+    The weights form a partition of unity, so a constant field is reproduced exactly whatever
+    the learned profile. The cost is a gather and a lerp per edge: a dense cloud of 1e5
+    particles with 8 sources each costs far less than the network on the sparse particles.
 
     Shapes: ``f (N_src, C)``, ``edge_index (2, E)`` (row 0 sources, row 1 queries; every query
     must have at least one edge), ``displacement (E, D)`` = ``x_s - q`` (minimum images),
     ``n_queries``, ``scale`` -> ``(n_queries, C)``.
     """
 
-    def __init__(self, dim: int, hidden: int = 32, hidden_layers: int = 2):
+    def __init__(self, n_knots: int = 16, r_max: float = 3.0):
         super().__init__()
-        self.weight_fn = mlp(dim + 1, hidden, 1, hidden_layers, layer_norm=False)
+        if n_knots < 2 or not r_max > 0:
+            raise ValueError(f"KernelInterpolation: need n_knots >= 2 and r_max > 0, got {n_knots}, {r_max}")
+        self.r_max = float(r_max)
+        r = torch.linspace(0.0, r_max, n_knots)
+        w0 = torch.exp(-(r**2)).clamp_min(1e-4)
+        self.profile = nn.Parameter(torch.log(torch.expm1(w0)))  # softplus^-1: starts at exp(-r^2)
 
     def weights(self, displacement: Tensor, scale: float) -> Tensor:
-        d = displacement / scale
-        return nn.functional.softplus(self.weight_fn(torch.cat([d, d.norm(dim=-1, keepdim=True)], -1)))[:, 0]
+        """``(E,)`` positive weights of the edges."""
+        r = (displacement.norm(dim=-1) / scale).clamp(max=self.r_max)
+        x = r * ((self.profile.numel() - 1) / self.r_max)
+        lo = x.floor().long().clamp(max=self.profile.numel() - 2)
+        t = x - lo
+        w = nn.functional.softplus(self.profile)
+        return w[lo] * (1 - t) + w[lo + 1] * t
 
     def forward(self, f: Tensor, edge_index: Tensor, displacement: Tensor, n_queries: int,
                 scale: float) -> Tensor:

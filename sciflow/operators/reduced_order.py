@@ -104,7 +104,7 @@ class ReducedOrder(ParticleOperator):
         self.merge = mlp(2 * width, width, width, mlp_layers)
         self.gnn_out = nn.ModuleList(InteractionNetwork(width, mlp_layers) for _ in range(gnn_layers))
         self.decoder = mlp(width, width, dim, mlp_layers, layer_norm=False)
-        self.interpolation = KernelInterpolation(dim, hidden=32, hidden_layers=mlp_layers)
+        self.interpolation = KernelInterpolation()
 
     # -- pieces --------------------------------------------------------------------------------------
     def sample(self, position: Tensor, batch: Tensor) -> Tensor:

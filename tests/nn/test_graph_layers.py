@@ -45,7 +45,9 @@ def test_graph_integral_is_a_mean_over_sources():
 
 def test_kernel_interpolation_reproduces_constants_and_is_local():
     torch.manual_seed(0)
-    interp = KernelInterpolation(2)
+    interp = KernelInterpolation()
+    with torch.no_grad():
+        interp.profile.add_(torch.randn(interp.profile.shape))  # any learned profile
     src, qry = torch.rand(40, 2), torch.rand(300, 2)
     edges = knn_bipartite(src, qry, 6)
     d = src[edges[0]] - qry[edges[1]]
@@ -58,6 +60,12 @@ def test_kernel_interpolation_reproduces_constants_and_is_local():
     lo = torch.full((300, 3), float("inf")).scatter_reduce(0, edges[1][:, None].expand(-1, 3), f[edges[0]], "amin")
     hi = torch.full((300, 3), -float("inf")).scatter_reduce(0, edges[1][:, None].expand(-1, 3), f[edges[0]], "amax")
     assert ((out >= lo - 1e-5) & (out <= hi + 1e-5)).all()
+    # the profile is what it says: piecewise linear in |d| / h, constant beyond r_max
+    w = interp.weights(torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.05], [10.0, 0.0]]), scale=0.1)
+    knots = torch.nn.functional.softplus(interp.profile)
+    step = 3.0 / (knots.numel() - 1)
+    assert torch.allclose(w[0], knots[0]) and torch.allclose(w[3], knots[-1])
+    assert torch.allclose(w[1], knots[int(1 / step)] * (1 - (1 / step) % 1) + knots[int(1 / step) + 1] * ((1 / step) % 1))
 
 
 def test_farthest_point_sample_against_reference():

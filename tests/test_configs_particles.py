@@ -1,0 +1,61 @@
+"""The particle configs in ``configs/`` (cards of ``kind: particles``): each parses and trains for two
+steps through ``sciflow fit`` on a tiny synthetic stand-in of its data (walls or a periodic box,
+like the card), and its operator and training settings are the ones the benchmark table used.
+
+Named here (so ``tests/test_configs.py`` leaves them alone): sph_tgv_gns.yaml,
+sph_tgv_reduced_order.yaml, sph_dam_gns.yaml, sph_dam_reduced_order.yaml, sph_rpf_gns.yaml,
+sph_rpf_reduced_order.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sciflow.cli import main as sciflow_main
+from sciflow.data.card import load_card
+from tests.synthetic_particles import make_particle_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _particle_configs() -> list[Path]:
+    out = []
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        card = ((yaml.safe_load(path.read_text()) or {}).get("data") or {}).get("card")
+        try:
+            if card and load_card(card).kind == "particles":
+                out.append(path)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+CONFIGS = _particle_configs()
+
+
+def test_every_particle_config_is_named_in_this_file():
+    text = Path(__file__).read_text()
+    assert all(p.name in text for p in CONFIGS), [p.name for p in CONFIGS if p.name not in text]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_trains_two_steps(path, tmp_path, monkeypatch):
+    cfg = yaml.safe_load(path.read_text())
+    card = load_card(cfg["data"]["card"])
+    walls = not (card.extra.get("periodic") or "tgv" in card.name)
+    root = make_particle_dataset(tmp_path / "standin", walls=walls)
+    monkeypatch.chdir(tmp_path)
+    ckpts = tmp_path / "ckpts"
+    sciflow_main(["fit", "--config", str(path), "--data.root", str(root), "--data.history",
+                  str(min(3, cfg["data"].get("history", 5))), "--data.num_workers", "0",
+                  "--data.rollout_steps", "2", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+                  "--trainer.logger", "false", "--checkpoint.dirpath", str(ckpts)])
+    assert (ckpts / "last.ckpt").is_file()
+    ckpt = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["operator"] == cfg["model"]["operator"]
+    assert ckpt["hyper_parameters"]["data_spec"]["kind"] == "particles"

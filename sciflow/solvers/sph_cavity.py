@@ -68,7 +68,7 @@ class LidDrivenCavity:
         lo, hi = -LAYERS * dx, L + LAYERS * dx
         sph = TransportVelocitySPH(x, v, types, box([[lo, hi], [lo, hi]], [False, False]), s,
                                    fluid_bounds=box([[-0.5 * dx, L + 0.5 * dx]] * 2, [False, False]))
-        r = run(sph, frames, frame_dt, u_max=U, force_max=0.0, write_every=solver.get("write_every"), stored=stored)
+        r = run(sph, frames, frame_dt, u_max=c0 / 10, force_max=0.0, write_every=solver.get("write_every"), stored=stored)
         bounds = [[-dx, L + dx], [-dx, L + dx]]
         return make_case(r, params, case="LDC", bounds=bounds, periodic=[False, False], viscosity=nu, g=0.0,
                          fluid_bounds=[[-0.5 * dx, L + 0.5 * dx]] * 2, stored_types=sph.types[stored],

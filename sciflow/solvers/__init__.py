@@ -13,6 +13,9 @@ PROBLEMS: dict[str, str] = {
     "cylinder": "sciflow.solvers.cylinder:Cylinder",
     "dam": "sciflow.solvers.dam:Dam",
     "ks": "sciflow.solvers.ks:KS",
+    "sph_cavity": "sciflow.solvers.sph_cavity:LidDrivenCavity",
+    "sph_dam": "sciflow.solvers.sph_dam:DamBreak",
+    "sph_tgv": "sciflow.solvers.sph_tgv:TaylorGreen",
     "tube": "sciflow.solvers.tube:Tube",
 }
 

@@ -28,7 +28,7 @@ from sciflow.data.particles.metadata import (
     ParticleFormatError,
     read_metadata,
 )
-from sciflow.data.particles.reader import foreign_code, foreign_code_message
+from sciflow.data.particles.reader import FOREIGN_CODE, foreign_code
 
 CHUNK = 64  # frames in memory at a time while scanning values
 
@@ -69,7 +69,7 @@ def check_particle_path(path: str | os.PathLike, *, scan_values: bool = True) ->
     report = ParticleCheck()
     folder = p if p.is_dir() else p.parent
     for code in foreign_code(folder):
-        report.notes.append(Issue(code.name, foreign_code_message(code)))
+        report.notes.append(Issue(code.name, FOREIGN_CODE))
     meta: dict[str, Any] | None = None
     try:
         meta = read_metadata(folder)

@@ -11,8 +11,8 @@ sciflow writes all of them, and adds keys LagrangeBench ignores:
 - ``external_force``: the declared body-force law (:mod:`sciflow.data.particles.forcing`);
 - ``particle_types``: type id -> name; ``kinematic_particle_types``: ids whose positions are
   prescribed (walls), which statistics and losses leave out;
-- ``fluid_bounds``: the box fluid particles must stay inside (the walls' inner faces), when the
-  dataset has walls;
+- ``fluid_bounds``: the box fluid particles must stay inside when the dataset has walls (a fluid
+  particle beyond it went through a wall);
 - ``frame_dt``: seconds between stored frames (``dt * write_every``);
 - ``sciflow``: provenance (format version, card and its hash, generator, sciflow version).
 

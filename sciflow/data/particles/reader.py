@@ -34,17 +34,16 @@ def foreign_code(root: str | os.PathLike) -> list[Path]:
     return sorted(root.glob("*.py")) if root.is_dir() else []
 
 
-def foreign_code_message(path: Path) -> str:
-    return (f"{path}: Python code in a data folder is never imported or run by sciflow; declare the "
-            f"forcing as data instead (metadata.json 'external_force', e.g. "
-            f'{{"law": "gravity", "vector": [0, -9.81]}}; docs/particle-format.md)')
+FOREIGN_CODE = ("Python code in a data folder is never imported or run by sciflow; declare the forcing "
+                "as data instead (metadata.json 'external_force', e.g. "
+                '{"law": "gravity", "vector": [0, -9.81]}; docs/particle-format.md)')
 
 
 def warn_foreign_code(root: str | os.PathLike) -> list[Path]:
     """Warn once per Python file found in ``root``; returns the files."""
     found = foreign_code(root)
     for p in found:
-        warnings.warn(foreign_code_message(p), ForeignCodeWarning, stacklevel=3)
+        warnings.warn(f"{p}: {FOREIGN_CODE}", ForeignCodeWarning, stacklevel=3)
     return found
 
 

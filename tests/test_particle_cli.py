@@ -18,7 +18,8 @@ def test_data_kind_from_configs_and_overrides(tmp_path, synthetic_card):
 
 
 @pytest.mark.slow
-def test_fit_then_rollout_particle_checkpoint(tmp_path):
+def test_fit_then_rollout_particle_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # LightningCLI saves its config.yaml in the working directory
     root = make_particle_dataset(tmp_path / "disc")
     ckpts = tmp_path / "ckpts"
     cfg = {

@@ -49,7 +49,8 @@ class ReducedOrder(ParticleOperator):
         latent_grid: latent grid cells per axis (int or one per axis) over ``bounds``.
         latent_channels: channels on the latent grid.
         gno_radius: reach of the particle <-> grid kernel integrals in grid cells (the largest
-            cell edge).
+            cell edge); default the larger of 1.5 cells and 2 sparse particle spacings, so that
+            every grid node near the particles has a few sparse particles in reach.
         grid_operator: spec of the grid operator (``fno``, ``unet``, ``factformer``, ...).
         interpolation_neighbors: sparse particles each dense particle interpolates from.
         seed: seed of the evaluation sub-sample when ``sampling="random"``.
@@ -61,7 +62,7 @@ class ReducedOrder(ParticleOperator):
                  periodic: Sequence[bool] | bool, radius: float, dx: float | None = None,
                  ratio: float = 0.25, sampling: str = "fps", sparse_radius: float | None = None,
                  width: int = 64, gnn_layers: int = 2, mlp_layers: int = 2,
-                 latent_grid: int | Sequence[int] = 32, latent_channels: int = 32, gno_radius: float = 1.5,
+                 latent_grid: int | Sequence[int] = 32, latent_channels: int = 32, gno_radius: float | None = None,
                  grid_operator: Mapping[str, Any] | None = None, interpolation_neighbors: int = 8,
                  seed: int = 0, n_particle_types: int = N_PARTICLE_TYPES, type_embedding: int = 16):
         super().__init__(dim, history, cond_dim, bounds=bounds, periodic=periodic, radius=radius, dx=dx,
@@ -88,7 +89,8 @@ class ReducedOrder(ParticleOperator):
         axes = [lo[d] + (torch.arange(n, dtype=torch.float64) + 0.5) * size[d] / n for d, n in enumerate(cells)]
         grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, dim)  # x-first
         self.register_buffer("grid_points", grid.float(), persistent=False)
-        self.gno_radius = float(gno_radius) * float(max(s / n for s, n in zip(self.domain.size, cells)))
+        cell = float(max(s / n for s, n in zip(self.domain.size, cells)))
+        self.gno_radius = float(gno_radius) * cell if gno_radius is not None else max(1.5 * cell, 2 * self.spacing)
 
         self.node_encoder = mlp(self.node_features, width, width, mlp_layers)
         self.edge_encoder = mlp(self.edge_features, width, width, mlp_layers)

@@ -189,6 +189,33 @@ def constant_velocity(card: str) -> dict[str, Any]:
 
 # -- dam 400 ------------------------------------------------------------------------------------------
 
+LONG_DAM = {"aspect": 1.75, "nu": 5.0e-4}  # inside the card's sweep, not one of its cases
+LONG_FRAMES = 406  # 400 steps after the 6 input frames
+
+
+def long_dam_root(card: str) -> Path:
+    return REPO / "runs" / "bench_particles" / f"{card}_long"
+
+
+def long_dam(card: str) -> Path:
+    """One dam-break trajectory of :data:`LONG_FRAMES` frames (the card's have 41), simulated with
+    the card's solver settings at held-out parameters and written as a dataset folder (the same
+    trajectory as its train and test split, so that it reads like any dataset)."""
+    from sciflow.data.card import load_card
+    from sciflow.data.particles import write_particle_dataset
+    from sciflow.solvers import get_problem
+
+    root = long_dam_root(card)
+    if (root / "metadata.json").is_file():
+        return root
+    c = load_card(card)
+    t = time.process_time()
+    case = get_problem(c.problem).simulate(LONG_DAM, frames=LONG_FRAMES, frame_dt=float(c.dt), seed=0, **c.solver)
+    case.attrs.update(case_id="long", cpu_seconds_total=time.process_time() - t)
+    write_particle_dataset(root, {"train": [case], "valid": [case], "test": [case]},
+                           {**case.metadata, "parameter_names": list(c.params)}, dataset_name=f"{card}_long")
+    return root
+
 def dam400(card: str, labels: list[str], steps: int = 400) -> dict[str, Any]:
     """Long rollouts on the first dam test trajectory: containment, energy bound, error curve."""
     from sciflow.evaluate_particles import run_particle_rollout

@@ -162,3 +162,23 @@ def test_rollout_bad_input(particle_root):
         next(rollout_particles([model], b["position"][..., :1], b["particle_type"], b["params"], 2, batch=b["batch"]))
     with pytest.raises(ValueError, match=r"params must be \(B=2, P\)"):
         next(rollout_particles([model], b["position"], b["particle_type"], b["params"][:1], 2, batch=b["batch"]))
+
+
+def test_data_without_parameters_trains(tmp_path):
+    """A LagrangeBench folder carries no parameter vector: the operator is then unconditioned."""
+    from sciflow.data.particles import ParticleCase, write_particle_dataset
+    from tests.synthetic_particles import FRAME_DT, drifting_lattice
+
+    cases = {s: [ParticleCase(drifting_lattice(0.3 + 0.1 * k, 0.01, 12), torch.zeros(36, dtype=torch.int32).numpy(), {})
+                 for k in range(n)] for s, n in (("train", 2), ("valid", 1), ("test", 1))}
+    root = tmp_path / "lb"
+    write_particle_dataset(root, cases, {"dim": 2, "dx": 1 / 6, "dt": FRAME_DT, "bounds": [[0.0, 1.0]] * 2,
+                                         "periodic_boundary_conditions": [True, True],
+                                         "default_connectivity_radius": 0.25})
+    dm = data(root)
+    assert dm.spec["params"] == []
+    model = ParticleSurrogate(GNS, lr=1e-3, data_spec=dm.spec)
+    trainer(tmp_path, 3).fit(model, dm)
+    b = collate_particles([dm.trajectories("test")[0]])
+    steps = list(rollout_particles([model.eval()], b["position"][:4], b["particle_type"], None, 3))
+    assert torch.isfinite(steps[-1].members).all()

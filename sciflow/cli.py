@@ -2,8 +2,11 @@
 
 ``sciflow fit|validate|test --config X.yaml`` go through LightningCLI (``class_path`` /
 ``init_args`` configs; the data's sizes and statistics are injected into the model, never written
-in configs). ``sciflow data ...``, ``sciflow rollout`` and ``sciflow demo`` are thin wrappers
-around library functions a notebook can call directly.
+in configs). The surrogate and data module come from the data's kind (:data:`KINDS`): a card's
+``kind`` (grid or particles), or ``particles`` for a ``--data.root`` folder with a
+``metadata.json``. ``sciflow data ...``, ``sciflow rollout`` (grid or particle checkpoints, by the
+kind they were trained on) and ``sciflow demo`` are thin wrappers around library functions a
+notebook can call directly.
 """
 
 from __future__ import annotations

@@ -76,6 +76,18 @@ def test_a_failing_particle_case_is_named_and_the_others_are_assembled(tmp_path,
     assert sum(read_metadata(tmp_path / "tgv")[f"num_trajs_{s}"] for s in ("train", "valid", "test")) == 4
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in CARDS.glob("sph_*.yaml")))
+def test_every_particle_card_generates_a_dataset_that_passes_check(name, tmp_path):
+    card = _tiny(tmp_path / name, name, 3)
+    assert card.kind == "particles" and card.problem == name
+    generate(card, "all", 3, workers=1, progress=False)
+    report = check_particle_path(tmp_path / name)
+    assert report.ok and not report.notes, report.issues + report.notes
+    meta = read_metadata(tmp_path / name)
+    assert meta["parameter_names"] == card.params and meta["sequence_length_train"] == 3
+    assert meta["sciflow"]["card"] == name
+
+
 def test_data_commands_dispatch_particle_datasets(tmp_path, capsys):
     card = _tiny(tmp_path / "dam", "sph_dam", 3)
     generate(card, "all", 3, workers=1, progress=False)

@@ -101,8 +101,12 @@ class SPH:
         box: the box (bounds, periodicity) every particle stays in.
         settings: :class:`SPHSettings`.
         rho: ``(N,)`` initial densities (default ``rho0``; a hydrostatic start passes its own).
-        fluid_bounds: the box fluid particles must stay inside (the walls' inner faces).
+        fluid_bounds: the box fluid particles must stay inside (past it, a particle went through
+            a wall).
     """
+
+    method = "WCSPH"
+    continuity_density = True  # density by the continuity equation (False: kernel summation)
 
     def __init__(self, x: np.ndarray, v: np.ndarray, types: np.ndarray, box: Box, settings: SPHSettings,
                  rho: np.ndarray | None = None, fluid_bounds: Box | None = None):

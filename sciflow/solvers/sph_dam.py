@@ -10,7 +10,10 @@ Standard WCSPH (:class:`~sciflow.solvers.sph.SPH`): Tait equation (gamma 7) with
 with a Shepard re-initialisation every 20 steps, laminar viscosity ``nu`` plus Monaghan's
 artificial viscosity ``alpha`` (the card's) on approaching pairs, and layers of fixed wall
 particles with Adami et al.'s pressure (never below zero at a wall, which would pull water onto
-it), as many layers as the kernel support needs (four at ``h = 2 dx``). The fluid starts in hydrostatic balance, ``rho`` from the Tait law at ``p = rho0 g (H - y)``.
+it), as many layers as the kernel support needs (four at ``h = 2 dx``), and a short-range
+repulsion ``D = 2 g H`` from wall particles closer than ``0.75 dx`` (zero for water at rest): at
+the card's resolution the tip of the surge, where the pressure is near zero, otherwise slid
+through the floor (a fluid particle past the innermost wall row at t = 0.48 s). The fluid starts in hydrostatic balance, ``rho`` from the Tait law at ``p = rho0 g (H - y)``.
 Stored: the fluid and the innermost wall layer (LagrangeBench keeps one layer too).
 Validation (tests/solvers/test_sph.py, benchmarks/particles.py): the surge front against Martin
 & Moyce (1952) and the tank at rest (:func:`tank_at_rest`).
@@ -71,7 +74,8 @@ def _solver(fluid_hi: tuple[float, float], H: float, nu: float, solver: dict[str
         raise ValueError(f"{where}: c0 = {c0:.4g} is below 10 sqrt(2 g H) = {10 * np.sqrt(2 * G * H):.4g} "
                          f"for a column of height {H:.4g} m; raise the card's solver.c0")
     s = settings(solver, EXTRAS, where, dx=dx, c0=c0, rho0=RHO0, nu=nu, gamma=7.0,
-                 clamp_wall_pressure=True, force={"law": "gravity", "vector": [0.0, -G]})
+                 clamp_wall_pressure=True, force={"law": "gravity", "vector": [0.0, -G]},
+                 wall_repulsion=float(solver.get("wall_repulsion", 2 * G * H)))
     layers = max(LAYERS, int(np.ceil(2 * s.h_factor - 1e-9)))  # wall particles cover the kernel support
     x, types, stored = tank_particles(fluid_hi, dx, tank, layers)
     sph = SPH(x, np.zeros_like(x), types, box([[-layers * dx, tank[0] + layers * dx],

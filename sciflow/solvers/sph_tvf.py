@@ -29,6 +29,9 @@ class TransportVelocitySPH(SPH):
     """:class:`SPH` with the transport-velocity formulation; ``settings.p_background`` is ``p_b``
     (it moves particles, it is not added to the pressure)."""
 
+    method = "TVF-SPH"
+    continuity_density = False
+
     def start(self) -> None:
         self.pb = self.s.p_background
         self.vt = self.v.copy()

@@ -12,7 +12,12 @@ import yaml
 
 from sciflow.cli import main
 from sciflow.data.card import card_from_dict
-from sciflow.data.particles import ParticleTrajectories, check_particle_path, read_metadata
+from sciflow.data.particles import (
+    ParticleData,
+    ParticleTrajectories,
+    check_particle_path,
+    read_metadata,
+)
 from sciflow.solvers import sweep as sweep_module
 from sciflow.solvers.sweep import CaseFailed, generate, plan
 
@@ -74,6 +79,27 @@ def test_a_failing_particle_case_is_named_and_the_others_are_assembled(tmp_path,
     monkeypatch.undo()
     generate(card, "all", 4, workers=1, progress=False)  # the rerun adds the missing case
     assert sum(read_metadata(tmp_path / "tgv")[f"num_trajs_{s}"] for s in ("train", "valid", "test")) == 4
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CARDS.glob("sph_*.yaml")))
+def test_every_particle_card_generates_a_dataset_that_passes_check(name, tmp_path):
+    card = _tiny(tmp_path / name, name, 3)
+    assert card.kind == "particles" and card.problem == name
+    generate(card, "all", 3, workers=1, progress=False)
+    report = check_particle_path(tmp_path / name)
+    assert report.ok and not report.notes, report.issues + report.notes
+    meta = read_metadata(tmp_path / name)
+    assert meta["parameter_names"] == card.params and meta["sequence_length_train"] == 3
+    assert meta["sciflow"]["card"] == name
+    if name == "sph_tgv":  # the DataModule reads a generated dataset through its card
+        path = tmp_path / "card.yaml"
+        path.write_text(card.text)
+        dm = ParticleData(card=str(path), history=1, rollout_steps=2, batch_size=2)
+        assert dm.root == tmp_path / name and dm.spec["card_hash"] == card.hash
+        assert dm.spec["params"] == ["Re", "U"] and dm.spec["dt"] == pytest.approx(0.04)
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        assert batch["position"].shape == (2, 2 * 64, 2) and batch["params"].shape == (2, 2)
 
 
 def test_data_commands_dispatch_particle_datasets(tmp_path, capsys):

@@ -9,55 +9,11 @@ around library functions a notebook can call directly.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-
-
-# -- training commands (LightningCLI) ---------------------------------------------------------------
-
-def lightning_main(argv: list[str]) -> None:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
-
-    from sciflow.data.datamodule import SciflowData
-    from sciflow.surrogate import Surrogate
-
-    class SciflowCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
-            parser.link_arguments("data", "model.data_spec", compute_fn=lambda dm: dm.spec, apply_on="instantiate")
-            # Two checkpoint callbacks: `checkpoint` keeps last.ckpt up to date (every epoch, and
-            # every N steps when asked) so a killed run resumes with `--ckpt_path last`; `best`
-            # keeps the checkpoint with the lowest validation NMSE. They are separate because a
-            # monitored callback cannot save before the first validation.
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.add_lightning_class_args(ModelCheckpoint, "best")
-            parser.link_arguments("checkpoint.dirpath", "best.dirpath")
-            parser.set_defaults({
-                "checkpoint.save_last": True,
-                "checkpoint.save_top_k": 0,
-                "best.monitor": "val/nmse",
-                "best.mode": "min",
-                "best.filename": "best",
-                "best.save_last": False,
-            })
-
-    # wandb, when a config picks it, stays offline unless the user says otherwise
-    os.environ.setdefault("WANDB_MODE", "offline")
-    SciflowCLI(
-        Surrogate, SciflowData,
-        args=None if argv == sys.argv[1:] else argv,
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": "runs", "name": "default"}},
-            "accelerator": "auto",
-        },
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        parser_kwargs={"prog": f"sciflow {argv[0] if argv else ''}".strip()},
-    )
+DEBUG_FLAG = "--debug"
 
 
 # -- data commands ------------------------------------------------------------------------------------
@@ -149,6 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sciflow", description="Train neural PDE surrogates and roll them out with uncertainty.",
+        epilog=f"{DEBUG_FLAG}: show the full traceback of an error (fit, validate, test).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
@@ -214,9 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        lightning_main(argv)
-        return 0
+        from sciflow.cli_train import run
+
+        return run(argv, debug=debug)
     args = build_parser().parse_args(argv)
     return int(args.fn(args) or 0)
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -268,7 +269,8 @@ class Checkpoint(ModelCheckpoint):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if trainer.is_global_zero and self.dirpath is not None and "://" not in str(self.dirpath):
             for tmp in stale_temporaries(self.dirpath):
-                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder fails at the first write instead
+                    tmp.unlink(missing_ok=True)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         super().on_train_epoch_end(trainer, pl_module)

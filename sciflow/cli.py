@@ -14,6 +14,7 @@ from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 DEBUG_FLAG = "--debug"
+THREADS_HELP = "torch CPU threads (default: the cores not busy with other work; OMP_NUM_THREADS also sets it)"
 
 
 # -- data commands ------------------------------------------------------------------------------------
@@ -84,7 +85,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
     from sciflow.evaluate import run_rollout
+    from sciflow.threads import configure_threads
 
+    configure_threads(args.threads)
     _, summary = run_rollout(
         args.ckpt, args.data, root=args.root, split=args.split,
         trajectories=list(range(args.trajectories)) if args.trajectories else None,
@@ -97,7 +100,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sciflow.demo import run_demo
+    from sciflow.threads import configure_threads
 
+    configure_threads(args.threads)
     run_demo(out=args.out, quick=args.quick)
     return 0
 
@@ -148,8 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
     r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
-    r.add_argument("--data", required=True, help="dataset card name or path")
-    r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
+    # named as in `sciflow fit` (--data.card, --data.root); --data and --root are kept as aliases
+    r.add_argument("--data.card", "--data", dest="data", required=True, metavar="CARD",
+                   help="dataset card name or path, as `sciflow fit --data.card` (alias: --data)")
+    r.add_argument("--data.root", "--root", dest="root", default=None, metavar="DIR",
+                   help="dataset folder (default: the card's), as `sciflow fit --data.root` (alias: --root)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
     r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
@@ -159,12 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
 
     d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--quick", action="store_true", help="a much smaller run (seconds), for smoke tests")
+    d.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     d.set_defaults(fn=cmd_demo)
     return parser
 

@@ -35,6 +35,10 @@ COMMANDS = ("fit", "validate", "test")
 DEFAULT_CHECKPOINT_DIR = "runs/default/checkpoints"
 
 
+# processes training together, noted before training (Lightning's teardown clears WORLD_SIZE)
+_WORLD = {"size": 1}
+
+
 class ResumeError(RuntimeError):
     """A run cannot start or resume as asked; the message says what to do instead."""
 
@@ -104,6 +108,7 @@ class SciflowCLI(LightningCLI):
             warnings.warn(f"{path}: the checkpoint's hyperparameters are used: " + "; ".join(changed), stacklevel=1)
 
     def _before(self) -> None:
+        _WORLD["size"] = int(self.trainer.world_size)
         threads = self._get(self.config, "threads")
         n, why = configure_threads(threads, processes=max(1, int(self.trainer.num_devices)))
         rank_zero_info(f"sciflow: {n} torch thread{'s' if n > 1 else ''} per process ({why})")
@@ -170,19 +175,34 @@ def run(argv: list[str], debug: bool = False) -> int:
     except ArgumentError as err:
         if debug:
             raise
-        print(f"sciflow {command}: error: {_message(err)}\n"
+        print(f"{_who(command)}: error: {_message(err)}\n"
               f"tip: `sciflow {command} --help` lists the options", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - every failure ends in one readable line
         if debug:
             raise
-        print(f"sciflow {command}: error: {_message(err)}\n(run with --debug for the traceback)", file=sys.stderr)
+        print(f"{_who(command)}: error: {_message(err)}\n(run with --debug for the traceback)", file=sys.stderr)
         return 1
     return 0
 
 
+def _who(command: str) -> str:
+    """``sciflow fit``, with the rank when several processes train together."""
+    if _WORLD["size"] > 1:
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+        return f"sciflow {command} (rank {getattr(rank_zero_only, 'rank', 0)} of {_WORLD['size']})"
+    return f"sciflow {command}"
+
+
+# Messages of a collective whose peer process died; the peer's own message says why.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted")
+
+
 def _message(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
+    if any(m in text for m in _PEER_GONE):
+        return f"another training process stopped (its own error is printed above): {text.splitlines()[0][:300]}"
     if isinstance(err, (ArgumentError, CheckpointError, ResumeError, OSError)) or type(err).__module__.startswith("sciflow"):
         return text
     return f"{type(err).__name__}: {text}"

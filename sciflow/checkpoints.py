@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import random
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -146,10 +147,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1][:200] if str(err).strip() else ""
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found is None:  # not torch's format at all, or pickle opcodes torch does not read
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (not a file torch.save wrote, or pickled data that "
+                f"sciflow does not load)"
+            ) from None
         raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects beyond tensors and plain data, and "
-            f"sciflow never runs pickled code from a checkpoint ({first})"
+            f"{path}: refused to load: the file holds a Python object ({found.group(1)}) beyond tensors and "
+            f"plain data, and sciflow never runs pickled code from a checkpoint"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
         raise CheckpointError(

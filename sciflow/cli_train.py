@@ -200,6 +200,9 @@ _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "NCCL com
 
 
 def _message(err: BaseException) -> str:
+    # jsonargparse reports an error inside a linked argument (the data spec) as its own ValueError
+    while str(err).startswith("Call to compute_fn of link") and err.__cause__ is not None:
+        err = err.__cause__
     text = str(err).strip() or type(err).__name__
     if any(m in text for m in _PEER_GONE):
         return f"another training process stopped (its own error is printed above): {text.splitlines()[0][:300]}"

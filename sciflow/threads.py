@@ -38,6 +38,11 @@ def load_average() -> float:
         return 0.0
 
 
+def torch_default_threads() -> int:
+    """torch's own default thread count (one per physical core), as it was at start-up."""
+    return _TORCH_DEFAULT
+
+
 def default_threads(processes: int = 1, *, cores: int | None = None, load: float | None = None,
                     torch_default: int | None = None) -> int:
     """The default intra-op thread count for one of ``processes`` training processes (see module doc)."""
@@ -67,4 +72,4 @@ def configure_threads(requested: int | None = None, processes: int = 1) -> tuple
     return n, why
 
 
-__all__ = ["configure_threads", "default_threads", "load_average", "usable_cores"]
+__all__ = ["configure_threads", "default_threads", "load_average", "torch_default_threads", "usable_cores"]

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
-
-
-class KillAtStep(L.Callback):
-    """Kill the process abruptly (no cleanup, like SIGKILL) once ``step`` optimiser steps are done."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        if trainer.global_step >= self.step:
-            os._exit(17)
 
 
 class RecordWeights(L.Callback):

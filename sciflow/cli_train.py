@@ -93,6 +93,8 @@ class SciflowCLI(LightningCLI):
         if str(requested) == "hpc" or str(requested).startswith("registry"):
             return  # Lightning's own kinds
         path = _resolve(str(requested), folder, cfg.best.filename or "best")
+        if sub == "fit" and path.resolve().parent != folder.resolve():
+            _refuse_earlier_run(folder)  # continuing another folder's run here must not overwrite this one's
         ckpt = read_checkpoint(path)
         cfg.ckpt_path = str(path)
         self._ckpt = (path, ckpt)

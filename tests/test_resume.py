@@ -24,9 +24,10 @@ from tests import faults
 from tests.synthetic import make_dataset
 
 TINY_FNO = {"class_path": "fno", "init_args": {"width": 8, "modes": 4, "n_layers": 1}}
-# 6 training trajectories x 11 windows = 66 windows; batch 4 -> 17 steps per epoch
-STEPS_PER_EPOCH, EPOCHS = 17, 3
 EXTRA_ROUNDS = int(os.environ.get("SCIFLOW_FAULT_ROUNDS", "0"))
+# 6 training trajectories x 11 windows = 66 windows; batch 4 -> 17 steps per epoch; one more epoch
+# per extra kill, so that each finds the run still training
+STEPS_PER_EPOCH, EPOCHS = 17, 3 + EXTRA_ROUNDS
 SEED = int(os.environ.get("SCIFLOW_FAULT_SEED", "0"))
 
 
@@ -74,15 +75,23 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     resume = (*fit, "--ckpt_path", "last")
     kills: list[str] = []
 
-    # 1. SIGKILL in the middle of epoch 0, at a random step after the first checkpoint
-    step = rng.randint(5, STEPS_PER_EPOCH - 1)
-    res = faults.run(*fit, "--trainer.callbacks+=tests.faults.KillAtStep", f"--trainer.callbacks.step={step}",
+    # 1. SIGKILL just after the first epoch ended: the resume starts epoch 1 from its checkpoint
+    res = faults.run(*fit, "--trainer.callbacks+=tests.faults.KillAtStep",
+                     f"--trainer.callbacks.step={STEPS_PER_EPOCH + 1}", cwd=run_dir)
+    assert res.returncode == -9, res.stderr[-3000:]
+    kills.append(f"just after the epoch ending at step {STEPS_PER_EPOCH}")
+    assert torch.load(last, weights_only=True)["global_step"] == STEPS_PER_EPOCH
+
+    # 2. SIGKILL in the middle of epoch 1, at a random step after its first checkpoint (a later
+    # epoch than the first: the resumed loader must start in that epoch's order)
+    step = rng.randint(STEPS_PER_EPOCH + 5, 2 * STEPS_PER_EPOCH - 1)
+    res = faults.run(*resume, "--trainer.callbacks+=tests.faults.KillAtStep", f"--trainer.callbacks.step={step}",
                      cwd=run_dir)
     assert res.returncode == -9, res.stderr[-3000:]
     kills.append(f"mid-epoch at step {step}")
-    assert 0 < torch.load(last, weights_only=True)["global_step"] < step
+    assert STEPS_PER_EPOCH < torch.load(last, weights_only=True)["global_step"] < step
 
-    # 2. SIGKILL inside the writer of a checkpoint: the half-written temporary file stays a
+    # 3. SIGKILL inside the writer of a checkpoint: the half-written temporary file stays a
     # temporary file, last.ckpt keeps the previous checkpoint
     at = rng.randint(1, 3)
     before = last.read_bytes()
@@ -95,13 +104,13 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
         assert last.read_bytes() == before
     torch.load(last, weights_only=True)  # whatever it holds, it is whole
 
-    # 3+. SIGKILL from outside at a random moment after the run has written a checkpoint
+    # 4+. SIGKILL from outside at a random moment after the run has written a checkpoint
     for _ in range(1 + EXTRA_ROUNDS):
         mtime = last.stat().st_mtime_ns
         proc = faults.start(*resume, cwd=run_dir)
         res = faults.kill_when(proc, lambda m=mtime: last.stat().st_mtime_ns != m, delay=rng.uniform(0, 1.5))
         if res.returncode == -9:
-            kills.append(f"external, at step {torch.load(last, weights_only=True)['global_step']}+")
+            kills.append(f"external, last checkpoint at step {torch.load(last, weights_only=True)['global_step']}")
         else:
             assert res.returncode == 0, res.stderr[-3000:]
             break
@@ -112,11 +121,11 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
         if torch.load(last, weights_only=True)["global_step"] == STEPS_PER_EPOCH * EPOCHS:
             break
-    assert len(kills) >= 3, kills
+    (tmp_path / "kills.txt").write_text("\n".join(kills) + "\n")
+    assert len(kills) >= 4, kills
     assert not stale_temporaries(last.parent), "resuming removes temporary files of killed writers"
     assert_same_training_state(faults.load_state(ref_dir / "run" / "checkpoints" / "last.ckpt"),
                                faults.load_state(last))
-    (tmp_path / "kills.txt").write_text("\n".join(kills))
 
 
 @pytest.fixture(scope="module")

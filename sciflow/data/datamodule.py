@@ -167,6 +167,10 @@ class SciflowData(L.LightningDataModule):
             self._resume = None
         self._train_sampler = EpochSampler(self.train_set, seed=seed, shuffle=True, num_replicas=world,
                                            rank=rank, resume=resume)
+        if resume is not None:
+            # Lightning creates the resumed epoch's iterator before it sets the sampler's epoch, and
+            # loader workers fetch indices at once: the sampler must already stand in that epoch
+            self._train_sampler.set_epoch(resume[0])
         return self._loader(self.train_set, self._train_sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -182,9 +186,12 @@ class SciflowData(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if self._train_sampler is None or trainer is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"seed": int(self._train_sampler.seed), "epoch": int(self._train_sampler.epoch),
-                "batches": int(done), "batch_size": int(self.batch_size)}
+        epoch = int(self._train_sampler.epoch)
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        if done >= trainer.num_training_batches:  # the epoch is over: a resumed run starts the next one
+            epoch, done = epoch + 1, 0
+        return {"seed": int(self._train_sampler.seed), "epoch": epoch, "batches": done,
+                "batch_size": int(self.batch_size)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue the order of a checkpointed run: the next training loader skips the batches

@@ -55,6 +55,28 @@ def test_resumed_loader_yields_the_remaining_batches(workers):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_datamodule_resumes_the_order_of_a_later_epoch(synthetic_card, workers):
+    """A checkpoint taken 3 batches into epoch 1: the resumed training loader yields the rest of
+    epoch 1's order at once, even though its workers fetch indices before Lightning sets the epoch."""
+    from sciflow.data.datamodule import SciflowData
+
+    def loader(state):  # noqa: ANN001
+        dm = SciflowData(str(synthetic_card), batch_size=4, num_workers=workers, seed=5)
+        dm.setup("fit")
+        if state:
+            dm.load_state_dict(state)
+        return dm.train_dataloader()
+
+    full = loader(None)
+    full.sampler.set_epoch(1)
+    expected = [b["t0"] * 100 + b["traj"] for b in full][3:]
+    resumed = [b["t0"] * 100 + b["traj"] for b in loader({"seed": 5, "epoch": 1, "batches": 3, "batch_size": 4})]
+    assert len(resumed) == len(expected)
+    for a, b in zip(resumed, expected):
+        assert torch.equal(a, b)
+
+
 def _sampler(resume):  # noqa: ANN001
     s = EpochSampler(range(40), seed=4, resume=resume)
     s.set_epoch(0)

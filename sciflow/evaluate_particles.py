@@ -10,13 +10,13 @@ summary of LagrangeBench's scores.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sciflow.checkpoints import check_compatible, read_checkpoint
 from sciflow.data.particles.datamodule import ParticleData
 from sciflow.particle_plots import plot_particle_errors, plot_particle_frames
 from sciflow.particle_results import ParticleResultsWriter
@@ -26,10 +26,6 @@ from sciflow.surrogate_base import load_surrogate
 
 # what every member of a particle ensemble must agree on
 _SHARED = ("dim", "params", "dt", "history", "bounds", "periodic")
-
-
-class ParticleCardMismatchWarning(UserWarning):
-    """A checkpoint was trained on a different version of the particle dataset."""
 
 
 def load_particle_ensemble(ckpts: Sequence[str | os.PathLike], map_location: str | torch.device = "cpu"
@@ -94,11 +90,8 @@ def run_particle_rollout(
                       time_step=int(spec.get("time_step", 1)))
     tr = dm.trajectories(split)
     card_hash = dm.spec["card_hash"]
-    for path, m in zip(ckpts, models):
-        trained = m.hparams.data_spec.get("card_hash")
-        if trained and trained != card_hash:
-            warnings.warn(f"{path}: trained on a different version of {spec.get('card')!r} (hash {trained[:12]}) "
-                          f"than {dm.name!r} now (hash {card_hash[:12]})", ParticleCardMismatchWarning, stacklevel=2)
+    for path in ckpts:  # structure must match the data (an error); another card version only warns
+        check_compatible(read_checkpoint(path), dm.spec, path)
     if list(tr.param_names) != list(spec["params"]):
         raise ValueError(f"split {split!r} has parameters {tr.param_names}, the models {spec['params']}")
     if tr.dim != int(spec["dim"]):
@@ -145,4 +138,4 @@ def run_particle_rollout(
     return out, summary
 
 
-__all__ = ["ParticleCardMismatchWarning", "load_particle_ensemble", "run_particle_rollout"]
+__all__ = ["load_particle_ensemble", "run_particle_rollout"]

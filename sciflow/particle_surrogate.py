@@ -9,12 +9,14 @@ the training noise) and the parameters with their means and stds.
 Validation and test log, on the one-step windows: the noise-free loss, the one-step position MSE
 ``{stage}/mse1`` and that of constant-velocity extrapolation ``{stage}/mse1_cv`` (the particle
 analogue of copying the input); on the rollout windows: the position MSE over the rollout
-``{stage}/rollout_mse``, its last step and ``{stage}/mse5|10|20`` where the rollout is that long.
+``{stage}/rollout_mse``, its last step and ``{stage}/mse5|10|20`` where the rollout is that long
+(rolled out by :func:`sciflow.particle_rollout.rollout_particles`).
 Errors are averaged per sample, then over samples (LagrangeBench's order).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +25,7 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from sciflow.metrics.particles import HORIZONS
+from sciflow.particle_rollout import rollout_particles
 from sciflow.steppers.particle import ParticleStepper
 from sciflow.surrogate_base import SurrogateBase
 
@@ -105,12 +108,11 @@ class ParticleSurrogate(SurrogateBase):
             self.log(f"{stage}/mse1", err.mean().float(), prog_bar=True, **log)
             self.log(f"{stage}/mse1_cv", err_cv.mean().float(), **log)
         else:
-            window, errs = pos, []
-            for k in range(target.shape[0]):
-                nxt = self.predict_next(window, types, owner, params, kinematic=target[k])
-                errs.append(self.per_sample_mse(nxt, target[k], owner, B))
-                window = torch.cat([window[1:], nxt[None]])
-            e = torch.stack(errs, 1).float()  # (B, K)
+            # through the rollout engine; only NaN/Inf stop it (a diverging rollout's error is its score)
+            stream = rollout_particles([self], pos, types, params, target.shape[0], batch=owner, kinematic=target,
+                                       blowup=math.inf)
+            e = torch.stack([self.per_sample_mse(s.members[0], target[s.index - 1], owner, B) for s in stream],
+                            1).float()  # (B, K)
             self.log(f"{stage}/rollout_mse", e.mean(), prog_bar=True, **log)
             self.log(f"{stage}/rollout_mse_last", e[:, -1].mean(), **log)
             for h in HORIZONS:

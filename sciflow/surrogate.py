@@ -7,14 +7,17 @@ split's per-channel mean and std (solid cells set to zero), parameters with thei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from sciflow.data.datamodule import ONE_STEP, ROLLOUT
 from sciflow.data.reader import field_groups
 from sciflow.metrics.spatial import grouped_nmse
+from sciflow.rollout import rollout
 from sciflow.steppers import Stepper, build_stepper
 from sciflow.surrogate_base import NonFiniteLossError, SurrogateBase
 
@@ -128,43 +131,65 @@ class Surrogate(SurrogateBase):
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _evaluate(self, batch: Mapping[str, Tensor], dataloader_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> None:
+        """One-step metrics and/or rollout metrics of an evaluation batch.
+
+        The batch says what it is for (``batch["task"]``, from :class:`~sciflow.data.datamodule.SciflowData`):
+        ``"one_step"`` windows give the one-step NMSE, loss and copy-the-input baseline; ``"rollout"``
+        windows are rolled out ``K = target.shape[1]`` steps by :func:`sciflow.rollout.rollout` and
+        give the mean and last-step rollout NMSE. An untagged batch gets the one-step metrics, and
+        the rollout ones too when its horizon is longer than one step.
+
+        Evaluation draws its own seeded random numbers and leaves the global generators as they
+        were, so validating never changes what training draws next.
+        """
+        tasks = set(batch.get("task") or ())
+        horizon = batch["target"].shape[1]
+        one_step = not tasks or ONE_STEP in tasks
+        roll = ROLLOUT in tasks or (not tasks and horizon > 1)
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(batch_idx)
+            if one_step:
+                self._one_step_metrics(batch, stage)
+            if roll:
+                self._rollout_metrics(batch, stage)
+
+    def _one_step_metrics(self, batch: Mapping[str, Any], stage: str) -> None:
         mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
         hist, target, params = batch["input"], batch["target"], batch["params"]
         B = hist.shape[0]
-        if dataloader_idx == 0:
-            prev, tgt, cond, _ = self._batch(batch)
-            loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
-            pred = self.predict_next(hist, params, mask)
-            self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            model_err = self.field_nmse(pred, target[:, 0], mask)  # (B, F)
-            copy_err = self.field_nmse(hist[:, -1], target[:, 0], mask)
-            log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
-            self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
-            if len(self.fields) > 1:
-                for f, name in enumerate(self.fields):
-                    self.log(f"{stage}/nmse_{name}", model_err[:, f].mean(), **log)
-                    self.log(f"{stage}/nmse_copy_{name}", copy_err[:, f].mean(), **log)
-        else:
-            # autoregressive rollout from the window's start (deterministic stepping, seeded)
-            gen = torch.Generator(device=hist.device).manual_seed(0)
-            window = hist
-            errs = []
-            for k in range(target.shape[1]):
-                nxt = self.predict_next(window, params, mask, generator=gen)
-                errs.append(self.field_nmse(nxt, target[:, k], mask).mean(1))
-                window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
-            errs_t = torch.stack(errs, 1).float()  # (B, K)
-            self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/rollout_nmse_last", errs_t[:, -1].mean(), batch_size=B,
-                     add_dataloader_idx=False, sync_dist=True)
+        log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
+        prev, tgt, cond, _ = self._batch(batch)
+        loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
+        self.log(f"{stage}/loss", loss, **log)
+        pred = self.predict_next(hist, params, mask)
+        model_err = self.field_nmse(pred, target[:, 0], mask)  # (B, F)
+        copy_err = self.field_nmse(hist[:, -1], target[:, 0], mask)
+        self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
+        if len(self.fields) > 1:
+            for f, name in enumerate(self.fields):
+                self.log(f"{stage}/nmse_{name}", model_err[:, f].mean(), **log)
+                self.log(f"{stage}/nmse_copy_{name}", copy_err[:, f].mean(), **log)
 
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "val")
+    def _rollout_metrics(self, batch: Mapping[str, Any], stage: str) -> None:
+        mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
+        hist, target, params = batch["input"], batch["target"], batch["params"]
+        # only NaN/Inf stop a member (blowup=inf): the error of a diverging rollout is part of the score
+        stream = rollout([self], hist, params, target.shape[1], mask=mask, seed=0, blowup=math.inf)
+        errs = torch.stack(
+            [self.field_nmse(s.members[0], target[:, s.index - 1], mask).mean(1) for s in stream], 1
+        ).float()  # (B, K)
+        log = dict(batch_size=hist.shape[0], add_dataloader_idx=False, sync_dist=True)
+        self.log(f"{stage}/rollout_nmse", errs.mean(), **log)
+        self.log(f"{stage}/rollout_nmse_last", errs[:, -1].mean(), **log)
 
-    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "test")
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, batch_idx, "test")
 
 
 __all__ = ["NonFiniteLossError", "Surrogate"]

@@ -1,6 +1,6 @@
 """What every surrogate shares, whatever its data: the EMA of the weights, the optimiser and its
 schedule, the non-finite loss guard and self-describing checkpoints that load with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)`` and carry what an exact resume needs (:mod:`sciflow.checkpoints`).
 
 A surrogate is a LightningModule around one stepper (``self.stepper``). The kind of data it
 was built for is ``data_spec["kind"]`` (``grid`` when absent): grids are
@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -21,6 +22,13 @@ import torch
 from torch import Tensor, nn
 
 import sciflow
+from sciflow.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    read_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
 from sciflow.registry import import_path
 
 # data kind -> surrogate class (lazy, so that a grid user never imports the graph code)
@@ -67,16 +75,24 @@ class SurrogateBase(L.LightningModule):
                 f"data with `sciflow data check`, or enable gradient clipping"
             )
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
-            decay = float(self.hparams.ema_decay)
-            # the average starts from the first weights; warm it up so early checkpoints are useful
-            decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
-                    e.lerp_(p.detach(), 1 - decay)
-                for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
-                    e.copy_(b)
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The EMA moves inside the optimiser step, not in on_train_batch_end: checkpoint callbacks run
+        # before the module's on_train_batch_end, so a checkpoint written there would hold this step's
+        # weights with the previous step's average, and a run resumed from it would drift.
+        self._update_ema(self.global_step + 1)  # global_step counts this step only after the hook
+
+    def _update_ema(self, step: int) -> None:
+        if self.ema is None:
+            return
+        decay = float(self.hparams.ema_decay)
+        # the average starts from the first weights; warm it up so early checkpoints are useful
+        decay = min(decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
+                e.lerp_(p.detach(), 1 - decay)
+            for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
+                e.copy_(b)
 
     def configure_optimizers(self) -> Any:
         """AdamW with a linear warm-up and a cosine decay to ``lr * min_lr_ratio``."""
@@ -97,43 +113,59 @@ class SurrogateBase(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         spec = self.hparams.data_spec
         checkpoint["sciflow"] = {
+            "format": CHECKPOINT_FORMAT,
             "version": sciflow.__version__,
             "kind": spec_kind(spec),
             "card": spec.get("card"),
             "card_hash": spec.get("card_hash"),
+            "threads": torch.get_num_threads(),
         }
+        # the generators' state, so that a run resumed from here draws what this one would have
+        checkpoint["rng"] = rng_state()
         # neuraloperator modules may put Python objects in the state dict; they must not reach disk
         sd = checkpoint["state_dict"]
         for key in [k for k in sd if k.endswith("_metadata")]:
             del sd[key]
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SurrogateBase:
-        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model
-        from the constructor arguments stored in it. Called on the base class, the surrogate
-        class is chosen by the data kind the checkpoint was trained on."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        try:
-            hp = dict(ckpt["hyper_parameters"])
-        except KeyError:
-            raise ValueError(f"{path}: not a sciflow checkpoint (no 'hyper_parameters')") from None
-        hp = {k: v for k, v in hp.items() if not k.startswith("_")}
-        kind = spec_kind(hp.get("data_spec"))
-        if kind not in SURROGATES:
-            raise ValueError(f"{path}: data kind {kind!r} has no surrogate; known kinds {sorted(SURROGATES)}")
-        target = import_path(SURROGATES[kind])
-        if cls is not SurrogateBase and not issubclass(target, cls):
-            raise ValueError(f"{path}: a {kind} checkpoint ({target.__name__}); load it with "
-                             f"{target.__name__}.load or sciflow.surrogate_base.load_surrogate, not {cls.__name__}.load")
-        # the saved weights replace any warm start, whose file need not exist any more
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
+
+    @staticmethod
+    def constructor_args(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments a checkpoint stores, ready for ``cls(**args)``: internal
+        ``_``-keys dropped, and any warm start (``init_from``) removed, since the saved weights
+        replace it and its file need not exist any more."""
+        hp = {k: v for k, v in dict(ckpt["hyper_parameters"]).items() if not k.startswith("_")}
         stepper = hp.get("stepper")
         if isinstance(stepper, dict) and "init_from" in (stepper.get("init_args") or {}):
             hp["stepper"] = {**stepper, "init_args": {k: v for k, v in stepper["init_args"].items() if k != "init_from"}}
+        return hp
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SurrogateBase:
+        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model from
+        the constructor arguments stored in it; a file that is missing, corrupt, carries pickled
+        code or is not sciflow's raises :class:`~sciflow.checkpoints.CheckpointError`. Called on
+        the base class, the surrogate class is chosen by the data kind the checkpoint was trained
+        on; called on a subclass, a checkpoint of another kind is refused."""
+        ckpt = read_checkpoint(path, map_location=map_location)
+        hp = cls.constructor_args(ckpt)
+        kind = spec_kind(hp.get("data_spec"))
+        if kind not in SURROGATES:
+            raise CheckpointError(f"{path}: data kind {kind!r} has no surrogate; known kinds {sorted(SURROGATES)}")
+        target = import_path(SURROGATES[kind])
+        if cls is not SurrogateBase and not issubclass(target, cls):
+            raise CheckpointError(f"{path}: a {kind} checkpoint ({target.__name__}); load it with "
+                                  f"{target.__name__}.load or sciflow.surrogate_base.load_surrogate, not "
+                                  f"{cls.__name__}.load")
         model = target(**hp)
         missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
         bad_unexpected = [k for k in unexpected if not k.endswith("_metadata")]
         if missing or bad_unexpected:
-            raise ValueError(f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}")
+            raise CheckpointError(
+                f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}"
+            )
         model.eval()
         return model
 

@@ -4,7 +4,8 @@ import pytest
 import xarray as xr
 import yaml
 
-from sciflow.cli import data_kind, main
+from sciflow.cli import main
+from sciflow.cli_train import data_kind
 from tests.synthetic_particles import make_particle_dataset
 
 

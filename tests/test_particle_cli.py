@@ -43,5 +43,5 @@ def test_fit_then_rollout_particle_checkpoint(tmp_path, monkeypatch):
     assert {"mse5", "sinkhorn", "e_kin_mse"} <= set(ds.attrs)
     assert (out.parent / "disc_frames.png").is_file() and (out.parent / "disc_errors.png").is_file()
     ds.close()
-    with pytest.raises(SystemExit, match="--data or --root"):
+    with pytest.raises(SystemExit, match="--data.card or --data.root"):
         main(["rollout", "--ckpt", str(ckpts / "last.ckpt")])

@@ -3,8 +3,7 @@ the reduced-order operator (sparse network + kernel interpolation to every parti
 
 The dense clouds refine the dam's initial lattice: the water column and the tank of the dataset's
 first test frame, rebuilt with a smaller spacing ``dx' = dx * sqrt(N0 / N)`` (2D), fluid on a
-cell-centred lattice and ``WALL_LAYERS`` layers of wall particles around it, as an SPH solver at
-that resolution would set them up. Every particle is given the same small random velocity
+cell-centred lattice and the stored wall layer around the tank at the new spacing. Every particle is given the same small random velocity
 history, so one model step costs what it costs mid-flow.
 
 - (a) GNS, the trained architecture, on all particles; its connectivity radius scales with the
@@ -33,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-WALL_LAYERS = 3
+WALL_LAYERS = 1  # the dam card stores the innermost wall layer only: the models were trained with one
 REPEATS = 3
 
 
@@ -41,33 +40,30 @@ def dense_dam(frame: np.ndarray, types: np.ndarray, meta: dict[str, Any], n_targ
               ) -> tuple[np.ndarray, np.ndarray, float]:
     """A dam-break cloud of about ``n_target`` particles refining the lattice of ``frame (N0, 2)``:
     ``(positions (N, 2), types (N,), dx')``. The water column is the bounding box of the fluid
-    particles of ``frame`` (to the lattice cell edges); walls fill ``WALL_LAYERS`` layers outside
-    ``fluid_bounds``."""
+    particles of ``frame`` (to their lattice cells' edges), the tank the box half a spacing inside
+    ``fluid_bounds`` (where the innermost wall particles sit); walls are ``WALL_LAYERS`` lattice
+    layers just outside the tank, as the card stores them."""
     dx0 = float(meta["dx"])
     fluid = frame[types == 0]
     lo_w, hi_w = fluid.min(0) - dx0 / 2, fluid.max(0) + dx0 / 2
     inner = np.asarray(meta.get("fluid_bounds") or meta["bounds"], dtype=float)
-    outer = np.asarray(meta["bounds"], dtype=float)
+    tank_lo, tank_hi = inner[:, 0] + dx0 / 2, inner[:, 1] - dx0 / 2
     water = float(np.prod(hi_w - lo_w))
 
-    def build(dx: float) -> tuple[np.ndarray, np.ndarray]:
-        def lattice(lo, hi):
-            axes = [np.arange(lo[d] + dx / 2, hi[d] - dx / 4, dx) for d in range(2)]
-            X, Y = np.meshgrid(*axes, indexing="ij")
-            return np.stack([X.ravel(), Y.ravel()], -1)
+    def lattice(lo: np.ndarray, hi: np.ndarray, dx: float) -> np.ndarray:
+        axes = [lo[d] + (np.arange(int(round((hi[d] - lo[d]) / dx))) + 0.5) * dx for d in range(2)]
+        X, Y = np.meshgrid(*axes, indexing="ij")
+        return np.stack([X.ravel(), Y.ravel()], -1)
 
-        w = lattice(lo_w, hi_w)
-        ring_lo = np.maximum(inner[:, 0] - WALL_LAYERS * dx, outer[:, 0])
-        ring_hi = np.minimum(inner[:, 1] + WALL_LAYERS * dx, outer[:, 1])
-        ring = lattice(ring_lo, ring_hi)
-        keep = ((ring < inner[:, 0]) | (ring > inner[:, 1])).any(1)
-        walls = ring[keep]
+    def build(dx: float) -> tuple[np.ndarray, np.ndarray]:
+        w = lattice(lo_w, hi_w, dx)
+        ring = lattice(tank_lo - WALL_LAYERS * dx, tank_hi + WALL_LAYERS * dx, dx)
+        walls = ring[((ring < tank_lo) | (ring > tank_hi)).any(1)]
         return np.concatenate([w, walls]), np.r_[np.zeros(len(w), int), np.ones(len(walls), int)]
 
-    # walls grow like the perimeter: solve for dx by a few fixed-point steps on the fluid share
     dx = math.sqrt(water / n_target)
-    for _ in range(4):
-        pos, typ = build(dx)
+    for _ in range(4):  # walls grow with the perimeter: a few fixed-point steps on the total count
+        pos, _ = build(dx)
         dx *= math.sqrt(len(pos) / n_target)
     pos, typ = build(dx)
     return pos.astype(np.float32), typ, dx

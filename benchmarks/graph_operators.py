@@ -24,8 +24,9 @@ Protocol:
   different dataset of the same problem (their solver, resolution, units, sequence lengths and
   a GPU training of about 1e6 steps).
 - Scale (:mod:`benchmarks.particle_scale`): CPU seconds per step and memory at 1e4 and 1e5
-  particles of refined dam-break clouds, GNS on all particles against the reduced-order operator
-  at its trained sparse density plus the interpolation to all particles.
+  particles of refined clouds of each card with trained models (the dam's tank and column, or
+  the periodic Taylor-Green box), GNS on all particles against the reduced-order operator at its
+  trained sparse density plus the interpolation to all particles (``--trials``, default 3).
 - Dam 400: one dam-break trajectory of 406 frames (the card's have 41) simulated with the card's
   settings; each model rolled out 400 steps from its first 6 frames: fluid particles outside the
   tank (the walls' inner faces) at any step, kinetic energy ``sum 1/2 |v|^2`` against the initial
@@ -284,13 +285,13 @@ def dam400(card: str, labels: list[str]) -> dict[str, Any]:
 
 # -- scale ----------------------------------------------------------------------------------------------
 
-def scale(card: str, labels: list[str]) -> dict[str, Any]:
-    from benchmarks.particle_scale import dense_dam, measure_scale
+def scale(card: str, labels: list[str], trials: int = 3) -> dict[str, Any]:
+    from benchmarks.particle_scale import CLOUDS, measure_scale
 
     dm = datamodule(card)
     tr = dm.trajectories("test")
     frame, types = tr.read(0, 0, 1)[0], tr.particle_type(0)
-    clouds = {n: dense_dam(frame, types, tr.metadata, n) for n in SCALE_N}
+    clouds = {n: CLOUDS[card](frame, types, tr.metadata, n) for n in SCALE_N}
     models = {}
     for label in labels:
         m = json.loads(_result(card, label).read_text())["model"]["operator"]
@@ -298,7 +299,7 @@ def scale(card: str, labels: list[str]) -> dict[str, Any]:
                          "ratio": (m.get("init_args") or {}).get("ratio", 1.0)}
     speed = float(np.linalg.norm(np.abs(dm.spec["stats"]["vel_mean"]) + np.asarray(dm.spec["stats"]["vel_std"])))
     params = [float(p) for p in tr.params(0)] if dm.spec["params"] else None
-    rows = measure_scale(models, clouds, float(dm.spec["dx"]), tr.n_particles(0), params, speed)
+    rows = measure_scale(models, clouds, float(dm.spec["dx"]), tr.n_particles(0), params, speed, trials)
     return {"card": card, "n_train": tr.n_particles(0), "rows": rows}
 
 
@@ -335,23 +336,31 @@ def report() -> None:
     protocol = (__doc__ or "").split("Protocol:")[1].split("Resumable:")[0].strip()
     text = ("### Graph operators: GNS vs the reduced-order operator (`benchmarks/graph_operators.py`)\n\n"
             "`python -m benchmarks.graph_operators` -> `results/graph_operators/*.json`, "
-            "`results/graph_operators_scale.json`, `results/graph_operators_dam400.json`. "
+            "`results/graph_operators_scale_<card>.json`, `results/graph_operators_dam400.json`. "
             "(`benchmarks/particles.py` is the particle data benchmark.)\n\n"
             + protocol + "\n\n" + markdown_table(header, rows) + _scale_text() + _dam_text())
     update_readme(SECTION, text)
 
 
 def _scale_text() -> str:
-    path = HERE / "results" / "graph_operators_scale.json"
-    if not path.exists():
+    rows = []
+    for problem, card in CARDS.items():
+        path = HERE / "results" / f"graph_operators_scale_{card}.json"
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())
+        gns = {r["n_target"]: r["cpu_s"] for r in res["rows"] if r["kind"] == "gns"}
+        for r in res["rows"]:
+            ratio = f"{gns[r['n_target']] / r['cpu_s']:.1f}x" if r["n_target"] in gns else "-"
+            rows.append([problem, r["n"], r["model"], r["cpu_s"], ratio, r["wall_s"], r["step_memory_mb"],
+                         r["peak_rss_mb"]])
+    if not rows:
         return ""
-    res = json.loads(path.read_text())
-    rows = [[r["n"], r["model"], r["cpu_s"], r["wall_s"], r["step_memory_mb"], r["peak_rss_mb"]] for r in res["rows"]]
-    return ("\n\nInference cost per step on refined dam clouds (median of alternating trials in fresh processes; "
-            "CPU s on one thread; wall s on the shared machine; memory the step adds to the process, and its "
-            "peak RSS):\n\n"
-            + markdown_table(["particles", "model", "CPU s / step", "wall s / step", "step memory MB",
-                              "peak RSS MB"], rows))
+    return ("\n\nInference cost per step on refined clouds of the card (median of alternating trials in fresh "
+            "processes; CPU s on one thread; speed-up: GNS's CPU s over the model's at the same N; wall s on "
+            "the shared machine; memory the step adds to the process, and its peak RSS):\n\n"
+            + markdown_table(["problem", "particles", "model", "CPU s / step", "speed-up vs GNS", "wall s / step",
+                              "step memory MB", "peak RSS MB"], rows))
 
 
 def _dam_text() -> str:
@@ -376,6 +385,7 @@ def main() -> None:
     ap.add_argument("--problems", nargs="+", choices=list(CARDS), default=list(CARDS))
     ap.add_argument("--labels", nargs="+", default=None, help="only these models (gns, ro5, ro10, ro25)")
     ap.add_argument("--budget", type=float, default=600.0, help="CPU seconds of training per model")
+    ap.add_argument("--trials", type=int, default=3, help="alternating trials of the scale measurement")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
@@ -398,10 +408,13 @@ def main() -> None:
                     continue
                 save_json(f"graph_operators/{card}_{label}", train_and_test(card, label, model_cfg, args.budget))
                 report()
+    for card in [CARDS[p] for p in args.problems]:  # scale on every card with trained models
+        labels = [lbl for lbl in variants(card) if _result(card, lbl).exists()
+                  and (not args.labels or lbl in args.labels)]
+        if "scale" in parts and labels:
+            save_json(f"graph_operators_scale_{card}", scale(card, labels, args.trials))
     dam = CARDS["dam break"]
     labels = [lbl for lbl in variants(dam) if _result(dam, lbl).exists()]
-    if "scale" in parts and labels:
-        save_json("graph_operators_scale", scale(dam, labels))
     if "dam400" in parts and labels:
         save_json("graph_operators_dam400", dam400(dam, labels))
     report()

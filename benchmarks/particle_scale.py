@@ -1,5 +1,6 @@
-"""Inference cost of particle operators on refined dam-break clouds: GNS on every particle against
-the reduced-order operator (sparse network + kernel interpolation to every particle).
+"""Inference cost of particle operators on refined clouds (dam break, or the periodic
+Taylor-Green box): GNS on every particle against the reduced-order operator (sparse network +
+kernel interpolation to every particle).
 
 The dense clouds refine the dam's initial lattice: the water column and the tank of the dataset's
 first test frame, rebuilt with a smaller spacing ``dx' = dx * sqrt(N0 / N)`` (2D), fluid on a
@@ -67,6 +68,25 @@ def dense_dam(frame: np.ndarray, types: np.ndarray, meta: dict[str, Any], n_targ
         dx *= math.sqrt(len(pos) / n_target)
     pos, typ = build(dx)
     return pos.astype(np.float32), typ, dx
+
+
+def dense_periodic(frame: np.ndarray, types: np.ndarray, meta: dict[str, Any], n_target: int
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """A periodic-box cloud (Taylor-Green) of about ``n_target`` fluid particles: a cell-centred
+    square lattice filling ``meta["bounds"]`` (2D) with spacing ``dx' = sqrt(area / n_target)``;
+    ``frame`` and ``types`` are unused (the card's cloud fills the box uniformly too)."""
+    b = np.asarray(meta["bounds"], dtype=float)
+    size = b[:, 1] - b[:, 0]
+    dx = math.sqrt(float(np.prod(size)) / n_target)
+    axes = [b[d, 0] + (np.arange(max(1, int(round(size[d] / dx)))) + 0.5) * size[d] / round(size[d] / dx)
+            for d in range(2)]
+    X, Y = np.meshgrid(*axes, indexing="ij")
+    pos = np.stack([X.ravel(), Y.ravel()], -1)
+    return pos.astype(np.float32), np.zeros(len(pos), int), float(size[0] / round(size[0] / dx))
+
+
+# card -> refined cloud builder (the dam's tank and column; the periodic box)
+CLOUDS = {"sph_dam": dense_dam, "sph_tgv": dense_periodic}
 
 
 def _rss_mb() -> float:
@@ -138,4 +158,4 @@ def measure_scale(models: dict[str, dict[str, Any]], clouds: dict[int, tuple[np.
     return out
 
 
-__all__ = ["dense_dam", "measure_scale"]
+__all__ = ["CLOUDS", "dense_dam", "dense_periodic", "measure_scale"]

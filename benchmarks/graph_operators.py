@@ -338,7 +338,9 @@ def report() -> None:
             "`python -m benchmarks.graph_operators` -> `results/graph_operators/*.json`, "
             "`results/graph_operators_scale_<card>.json`, `results/graph_operators_dam400.json`. "
             "(`benchmarks/particles.py` is the particle data benchmark.)\n\n"
-            + protocol + "\n\n" + markdown_table(header, rows) + _scale_text() + _dam_text())
+            + protocol + "\n\nWhat is measured so far and what is not (the dam-break rows, the long dam rollout): "
+            "[`docs/graph-operators.md`](../docs/graph-operators.md), \"Benchmark coverage\".\n\n"
+            + markdown_table(header, rows) + _scale_text() + _dam_text())
     update_readme(SECTION, text)
 
 

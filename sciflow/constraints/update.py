@@ -51,8 +51,8 @@ def ensemble_moments(members: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def weights_from_variance(law: LinearLaw, var: Tensor | None, floor: float = VAR_FLOOR) -> Tensor:
     """``Sigma``'s diagonal ``(B, C, *S)`` for a projection weighted by ``var`` (None: HardC, 1).
 
-    The variance is floored at ``floor`` times its mean over the law's support, per batch
-    element. A batch element whose variance is zero on the whole support (a single living member,
+    The variance is raised to at least ``floor`` times its mean over the law's support, per
+    batch element. A batch element whose variance is zero on the whole support (a single living member,
     members that agree exactly) falls back to ``Sigma = I`` there: with no spread there is
     nothing to weight by, and the law must still hold.
     """
@@ -63,7 +63,7 @@ def weights_from_variance(law: LinearLaw, var: Tensor | None, floor: float = VAR
     mean = v.flatten(1).sum(1) / support.flatten(1).sum(1).clamp_min(1)
     view = (-1,) + (1,) * (v.ndim - 1)
     flat = (mean <= 0).reshape(view)
-    sigma = v + floor * mean.reshape(view)
+    sigma = torch.maximum(v, floor * mean.reshape(view))
     return torch.where(flat, torch.ones_like(sigma), sigma)
 
 

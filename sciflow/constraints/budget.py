@@ -82,9 +82,9 @@ class Budget:
         self.t0 = np.broadcast_to(np.asarray(t0, dtype=np.float64), (B,)).copy()
         self.b0 = b0
         self._F0 = self._flux(self.t0)
-        # state-driven amount entered so far, per member once members are seen: (..., B)
-        self.entered: Tensor | float = 0.0
-        self._seen = -1
+        # state-driven amount entered up to and including step j, per member once members are
+        # seen: (..., B); step k's target uses the sum through step k - 1
+        self._entered: dict[int, Tensor | float] = {-1: 0.0}
         if spec.rates:
             if initial is None:
                 raise ValueError(f"{law.name}: state-dependent boundary fluxes need the initial state")
@@ -104,21 +104,24 @@ class Budget:
         if self.spec.cumulative_flux is not None:
             b = b + (self._flux(self.t0 + k * self.dt) - self._F0)[:, None]
         if self.spec.rates:
-            b = b + torch.as_tensor(self.entered, dtype=torch.float64)[..., None]
+            if k - 1 not in self._entered:
+                raise ValueError(f"{self.law.name}: step {k - 1}'s states have not been observed, so b at step {k} "
+                                 f"is unknown (observed up to step {max(self._entered)})")
+            b = b + torch.as_tensor(self._entered[k - 1], dtype=torch.float64)[..., None]
         return b if self.law.active is None else b * self.law.active
 
     def observe(self, states: Tensor, k: int) -> None:
         """Record the state of step ``k`` (``(B, C, *S)`` or members ``(M, B, C, *S)``): its
         boundary rates enter ``b`` from step ``k + 1`` on. A step is counted once."""
-        if not self.spec.rates or k <= self._seen:
+        seen = max(self._entered)
+        if not self.spec.rates or k <= seen:
             return
-        if k != self._seen + 1:
-            raise ValueError(f"{self.law.name}: states must be observed step by step; got step {k} after {self._seen}")
+        if k != seen + 1:
+            raise ValueError(f"{self.law.name}: states must be observed step by step; got step {k} after {seen}")
         rate = sum(q(states.to(torch.float64)) for q in self.spec.rates)
         # a stopped member (NaN) adds nothing from now on; its own projection is skipped anyway
         rate = torch.nan_to_num(rate, nan=0.0, posinf=0.0, neginf=0.0)
-        self.entered = self.entered + self.dt * rate
-        self._seen = k
+        self._entered = {seen: self._entered[seen], k: self._entered[seen] + self.dt * rate}
 
 
 __all__ = ["Budget", "BudgetSpec", "CumulativeFlux", "StateRate"]

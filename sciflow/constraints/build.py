@@ -195,6 +195,10 @@ def _formula(expr: Any, grid: Grid, where: _Where, key: str, with_time: bool) ->
     def f(t: np.ndarray) -> np.ndarray:
         return evaluate(expr, {**names, "t": np.asarray(t, dtype=np.float64)}, f"{where.text}: {key}")
 
+    try:  # refuse what cannot be evaluated now, not in the middle of a rollout
+        f(np.zeros(grid.batch))
+    except ExpressionError as e:
+        raise LawError(str(e)) from None
     return f
 
 
@@ -243,7 +247,10 @@ def _cross_section(entry: Mapping[str, Any], grid: Grid, where: _Where) -> tuple
     h = _spacing(grid, where)
     others = [a for a in range(len(grid.shape)) if a != axis]
     w = _weights(grid, h, str(entry.get("quadrature", "points")), others, where)
-    law = CrossSectionFlux(w, chans[axis], len(grid.channels), axis=axis,
+    mask = grid.mask_tensor()
+    # a section that cuts an obstacle carries the flux only through part of its width: left out
+    sections = None if mask is None else mask.all(dim=tuple(1 + a for a in others))
+    law = CrossSectionFlux(w, chans[axis], len(grid.channels), axis=axis, sections=sections,
                            name=f"flux of {entry['field']} through sections normal to {axis_name}")
     if entry.get("value") is None:
         return law, BudgetSpec("initial")

@@ -144,8 +144,12 @@ class VertexDivergence(LinearLaw):
         return out
 
     def preconditioner(self, sigma: Tensor, sigma_g: float):
-        """The exact inverse of ``G Sigma_bar G^T + sigma_G^2`` without the mask, by DST-I, where
-        ``Sigma_bar`` is ``Sigma``'s mean over the fluid cells of each component."""
+        """``D^-1/2 (G Sigma_bar G^T + sigma_G^2)^-1 D^-1/2`` by DST-I: ``Sigma_bar`` is
+        ``Sigma``'s mean over the fluid cells of each component and ``D`` the local weight at each
+        vertex (the mean ``Sigma`` of its four cells) relative to its mean. Without a mask and with
+        ``Sigma`` constant per component this is the exact inverse; with a varying ``Sigma`` (an
+        ensemble's variance spans orders of magnitude) the scaling keeps conjugate gradients to a
+        few hundred iterations where the plain transform needs thousands."""
         nx, ny = self.shape
         m = self.cells.to(torch.float64)
         n_fluid = m.flatten(1).sum(1)
@@ -159,11 +163,15 @@ class VertexDivergence(LinearLaw):
         )  # (B, nx - 1, ny - 1)
         norm = 4.0 / (nx * ny)
         act = self.verts.to(torch.float64)
+        s = (sigma[:, self.cx] / su[:, None, None] + sigma[:, self.cy] / sv[:, None, None]) * m / 2
+        local = (s[:, 1:, 1:] + s[:, :-1, 1:] + s[:, 1:, :-1] + s[:, :-1, :-1]) / 4
+        local = torch.where(self.verts, local, torch.ones_like(local))
+        scale = local.rsqrt() * act  # (B, nx - 1, ny - 1): D^-1/2, 1 for a constant Sigma
 
         def solve(r: Tensor) -> Tensor:
-            x = r.reshape(*r.shape[:-1], nx - 1, ny - 1) * act
+            x = r.reshape(*r.shape[:-1], nx - 1, ny - 1) * scale
             y = dst1(dst1(x, -1), -2) / eig
-            x = dst1(dst1(y, -1), -2) * norm * act
+            x = dst1(dst1(y, -1), -2) * norm * scale
             out = x.flatten(-2)
             return out + (~self.active).to(out.dtype) * r  # identity on inactive vertices
 

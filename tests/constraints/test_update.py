@@ -81,9 +81,14 @@ def test_hardc_is_the_euclidean_projection():
 def test_correction_goes_where_the_variance_is():
     law = Integral(torch.ones(1, 4, dtype=torch.float64), 0, 1)
     mu = torch.zeros(1, 1, 4, dtype=torch.float64)
-    var = torch.tensor([[[1.0, 1e-6, 1e-6, 3.0]]], dtype=torch.float64)
+    var = torch.tensor([[[1.0, 1e-3, 1e-3, 3.0]]], dtype=torch.float64)
     m, v = probconserv_update(law, mu, var, torch.ones(1, 1, dtype=torch.float64))
-    np.testing.assert_allclose(m.flatten().numpy(), [0.25, 2.5e-7, 2.5e-7, 0.75], rtol=1e-5)
+    np.testing.assert_allclose(m.flatten().numpy(), np.array([1.0, 1e-3, 1e-3, 3.0]) / 4.002, rtol=1e-12)
+    # below the floor (1e-4 of the mean variance) a cell is weighted as if at the floor
+    tiny = torch.tensor([[[1.0, 0.0, 1e-9, 3.0]]], dtype=torch.float64)
+    m, _ = probconserv_update(law, mu, tiny, torch.ones(1, 1, dtype=torch.float64))
+    floor = 1e-4 * 4.000000001 / 4
+    np.testing.assert_allclose(m.flatten().numpy(), np.array([1.0, floor, floor, 3.0]) / (4 + 2 * floor), rtol=1e-9)
     assert float(law.apply(m) - 1) == pytest.approx(0.0, abs=1e-15)
     assert bool((v <= var).all())
 

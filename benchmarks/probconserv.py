@@ -5,9 +5,10 @@ Protocol:
 
 - Data: the cards ``datasets/heat.yaml``, ``pme.yaml``, ``stefan.yaml`` (64 cases each, exact cell
   averages on 128 cells, 21 frames; generated here when missing), split by the cards.
-- Models: a deep ensemble of 5 deterministic 1D FNOs (width 32, 16 modes, 4 layers; residual
-  target), seeds 0-4 (initialisation and shuffling), and one conditional flow-matching model on
-  the same FNO (4 Euler steps), trained with the library (Lightning) on one CPU thread.
+- Models: a deep ensemble of 5 deterministic 1D FNOs (``configs/gpme_fno.yaml``: width 32, 16
+  modes, 4 layers, residual target), seeds 0-4 (initialisation and shuffling), and one conditional
+  flow-matching model on the same FNO (``configs/gpme_flow_matching.yaml``, 4 Euler steps),
+  trained with the library (Lightning) on one CPU thread.
 - Rollout: every test trajectory from its first frame (t = 0) for 20 model steps, 5 members
   (the 5 FNOs; 5 samples of the flow-matching model), with the card's law projected every step:
   none, HardC (every member projected with Sigma = I), ProbConserv (every member projected with
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
 from benchmarks._train import REPO, train
@@ -56,10 +58,16 @@ SECTION = "probconserv"
 PROBLEMS = ("heat", "pme", "stefan")
 MEMBERS = 5
 RUNS = REPO / "runs" / "bench_probconserv"
-FNO = {"class_path": "fno", "init_args": {"width": 32, "modes": 16, "n_layers": 4, "embed_dim": 32}}
-OPTIM = {"lr": 1e-3, "weight_decay": 1e-5, "warmup_steps": 50, "min_lr_ratio": 0.02, "ema_decay": 0.99}
-DET_STEPS, FM_STEPS, BATCH = 1500, 3000, 32
-FM = {"class_path": "flow_matching", "init_args": {"n_steps": 4, "solver": "euler"}}
+
+
+def _config(name: str) -> dict[str, Any]:
+    """``configs/<name>.yaml``: the settings of the models trained here (one source)."""
+    return yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+
+
+DET, FLOW = _config("gpme_fno"), _config("gpme_flow_matching")
+DET_STEPS, FM_STEPS = DET["trainer"]["max_steps"], FLOW["trainer"]["max_steps"]
+BATCH = DET["data"]["batch_size"]
 METHODS = {  # label -> (model family, projection, flow-matching noise under projection)
     "unconstrained": ("ensemble", "none", None),
     "HardC": ("ensemble", "hardc", None),
@@ -86,13 +94,12 @@ def ensure_data(name: str) -> None:
 
 def train_models(name: str) -> list[dict[str, Any]]:
     """The 5 ensemble members and the flow-matching model of one problem (resumable)."""
-    data = {"card": name, "batch_size": BATCH, "rollout_steps": 20}
     infos = []
     for seed in range(MEMBERS):
-        infos.append(train(RUNS / name / f"fno_{seed}.ckpt", {"operator": FNO, **OPTIM}, data,
+        infos.append(train(RUNS / name / f"fno_{seed}.ckpt", DET["model"], {**DET["data"], "card": name},
                            steps=DET_STEPS, seed=seed))
-    infos.append(train(RUNS / name / "flow_matching.ckpt", {"operator": FNO, "stepper": FM, **OPTIM}, data,
-                       steps=FM_STEPS, seed=100))
+    infos.append(train(RUNS / name / "flow_matching.ckpt", FLOW["model"], {**FLOW["data"], "card": name},
+                       steps=FM_STEPS, seed=FLOW["seed_everything"]))
     return infos
 
 

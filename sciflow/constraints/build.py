@@ -278,12 +278,18 @@ KINDS: dict[str, Callable[[Mapping[str, Any], Grid, _Where], tuple[LinearLaw, Bu
 _KEYS = {"kind", "field", "description", "quadrature", "cumulative_flux", "outflow", "axis", "value"}
 
 
+def _has_field(grid: Grid, name: str) -> bool:
+    return name in grid.channels or all(f"{name}_{d}" in grid.channels for d in grid.spatial_dims)
+
+
 def constraints_from_card(entries: Sequence[Mapping[str, Any]], grid: Grid, *, card: str = "card",
-                          kinds: Sequence[str] | None = None) -> list[Constraint]:
+                          kinds: Sequence[str] | None = None, skip_missing: bool = False) -> list[Constraint]:
     """One :class:`Constraint` per card entry (``kinds``: keep only those kinds).
 
     Raises :class:`LawError` naming the card, the law and the field when a law does not fit the
-    data, and when no entry is left.
+    data, and when no entry is left. ``skip_missing=True`` leaves out, instead of refusing, the
+    laws of fields the states do not carry (a model trained on a card's velocity only, monitored
+    against the card's laws); a projection should refuse them.
     """
     out = []
     for i, entry in enumerate(entries):
@@ -297,6 +303,8 @@ def constraints_from_card(entries: Sequence[Mapping[str, Any]], grid: Grid, *, c
         if unknown:
             raise where.fail(f"unknown key(s) {sorted(unknown)}; known: {sorted(_KEYS)}")
         if kinds is not None and kind not in kinds:
+            continue
+        if skip_missing and not _has_field(grid, str(entry["field"])):
             continue
         law, budget = KINDS[kind](entry, grid, where)
         out.append(Constraint(kind, str(entry["field"]), law, budget, dict(entry)))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from sciflow.constraints.budget import Budget
-from sciflow.constraints.build import Constraint
+from sciflow.constraints.build import Constraint, Grid, constraints_from_card
 from sciflow.constraints.lawset import stack
 from sciflow.constraints.update import project, project_members
 
@@ -61,6 +62,15 @@ class ConservationMonitor:
         init = torch.as_tensor(initial).to(torch.float64)
         self.budgets = [Budget(c.law, c.budget, init, t0, dt) for c in self.constraints]
         self.names = [c.law.name for c in self.constraints]
+
+    @classmethod
+    def from_card(cls, card: Any, grid: Grid, initial: Tensor, t0: np.ndarray | float, dt: float, *,
+                  kinds: Sequence[str] | None = None, skip_missing: bool = False) -> ConservationMonitor:
+        """The monitor of a :class:`~sciflow.data.card.DatasetCard`'s laws (``card.conservation``)
+        on ``grid``; see :func:`~sciflow.constraints.build.constraints_from_card` for ``kinds``
+        and ``skip_missing``."""
+        cons = constraints_from_card(card.conservation, grid, card=card.name, kinds=kinds, skip_missing=skip_missing)
+        return cls(cons, initial, t0, dt)
 
     def target(self, k: int) -> Tensor:
         """``b(t_0 + k dt)`` of all laws: ``(B, K)``, or ``(M, B, K)`` with state-driven fluxes."""

@@ -152,6 +152,16 @@ def test_a_missing_field_names_the_card_and_the_law():
         constraints_from_card(load_card("cavity").conservation, grid2d(channels=("u", "v")), card="cavity")
 
 
+def test_missing_fields_can_be_skipped_for_monitoring():
+    card = load_card("dam")
+    grid = grid2d(channels=("velocity_x", "velocity_y"), params=[[1.0, 100.0, 0.1, 0.1, 0.05]] * 2,
+                  param_names=card.params)
+    with pytest.raises(LawError, match="volume_fraction"):
+        constraints_from_card(card.conservation, grid, card="dam")
+    mon = ConservationMonitor.from_card(card, grid, torch.zeros(2, 2, 12, 10), 0.0, 0.04, skip_missing=True)
+    assert mon.names == ["divergence of velocity"]
+
+
 def test_a_non_uniform_grid_is_refused():
     grid = grid1d()
     grid.coords[1] = {"x": np.linspace(0, 1, 16) ** 2}

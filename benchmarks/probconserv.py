@@ -14,7 +14,8 @@ Protocol:
   none, HardC (every member projected with Sigma = I), ProbConserv (every member projected with
   Sigma = the members' variance, sigma_G = 0), post-hoc HardC of the flow-matching samples, and
   the projection inside the flow-matching sampler (extrapolate-correct-interpolate at each of
-  its 4 steps; implied noise, and fresh noise).
+  its 4 steps; Euclidean with implied noise and with fresh noise, and weighted by the spread of
+  the 5 samples' current estimates).
 - Metrics at the last step (t = 1 for heat and PME, t = 0.1 for Stefan) and averaged over the 20
   steps: MSE of the ensemble mean; conservation error CE = |integral of the mean - the true
   amount| (the card's b(t), which the stored data meet to float32 round-off) and the largest
@@ -81,6 +82,7 @@ METHODS = {  # label -> (model family, projection, flow-matching noise under pro
     "flow matching + post-hoc HardC": ("fm", "hardc", None),
     "flow matching, in-sampler": ("fm", "insampler", "implied"),
     "flow matching, in-sampler (fresh noise)": ("fm", "insampler", "fresh"),
+    "flow matching, in-sampler, weighted by the samples' spread": ("fm", "insampler_probconserv", "implied"),
 }
 GAUSSIAN = "ProbConserv, Gaussian update (not fed back)"
 # REFERENCES.md, ProbConserv: the diffusion (heat) table as reported (a secondary source), ANP
@@ -263,7 +265,8 @@ def report(results: dict[str, Any]) -> str:
         "back (what is reported is conservative, the models run unconstrained), and the Gaussian-update "
         "row is ProbConserv as published, the update of that ensemble's mean and variance at each time "
         "(its CRPS is the Gaussian one); "
-        "in-sampler projects inside the flow-matching sampler at each of its steps. CE is |integral of the "
+        "in-sampler projects inside the flow-matching sampler at each of its steps (Euclidean, or weighted "
+        "by the spread of the samples' current estimates of the next state). CE is |integral of the "
         "ensemble mean - the card's b(t)| at the last step (t = 1 heat and PME, t = 0.1 Stefan); LL and "
         "coverage are those of N(mean, var) with the members' unbiased variance, per cell; CRPS is the fair "
         "ensemble CRPS. Published rows are ProbConserv's ANP-based numbers for the diffusion (heat) case "

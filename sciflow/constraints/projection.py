@@ -24,7 +24,7 @@ from torch import Tensor
 from sciflow.constraints.budget import Budget
 from sciflow.constraints.build import Constraint, Grid, constraints_from_card
 from sciflow.constraints.lawset import stack
-from sciflow.constraints.update import project, project_members
+from sciflow.constraints.update import project, project_members, weights_from_variance
 
 
 @dataclass
@@ -104,7 +104,8 @@ class ConservationProjection:
 
     Args:
         monitor: the laws and their targets for this rollout.
-        weighted: ProbConserv (True: ``Sigma`` = the living members' variance) or HardC (False).
+        weighted: ProbConserv (True: ``Sigma`` = the living members' variance; in the sampler,
+            the samples' spread) or HardC (False).
         sigma_g: constraint noise (0: the law holds to round-off).
         in_sampler: also project inside a generative stepper's sampler (:meth:`sampler`).
     """
@@ -126,17 +127,31 @@ class ConservationProjection:
     def sampler(self, k: int, member: Tensor, batch: Tensor) -> Callable[[Tensor], Tensor] | None:
         """The projection a generative stepper applies inside its sampler for step ``k``, to the
         states of ``member: (N,)`` and batch element ``batch: (N,)``: ``(N, C, *S) -> (N, C, *S)``
-        float64 (HardC: Euclidean in physical units, exact). None unless ``in_sampler``."""
+        float64, exact. Unweighted (HardC, Euclidean in physical units), or with ``weighted`` by
+        the variance of the current estimates of the rows that share a batch element (the
+        samples of one state, when they are in one call): ProbConserv's weighting with the
+        samples' own spread. None unless ``in_sampler``."""
         if not self.in_sampler:
             return None
         b = self.monitor.target(k)
         b = b.expand(int(member.max()) + 1, *b.shape[-2:]) if b.ndim == 2 else b
         b = b[member.to(b.device), batch.to(b.device)]  # (N, K)
         law = self.monitor.law.take(batch.to(self.monitor.law.device))
-        ones = torch.ones(law.support().shape, dtype=torch.float64, device=law.device)
+        groups = torch.unique(batch, return_inverse=True)[1].to(law.device)
+        n = torch.bincount(groups).to(torch.float64)
 
         def fn(states: Tensor) -> Tensor:
-            return project(law, states, b, ones, self.sigma_g)
+            x = states.to(torch.float64)
+            if self.weighted:
+                view = (-1,) + (1,) * (x.ndim - 1)
+                mean = torch.zeros(len(n), *x.shape[1:], dtype=x.dtype, device=x.device).index_add_(0, groups, x)
+                mean = mean / n.view(view)
+                dev = (x - mean[groups]) ** 2
+                var = torch.zeros_like(mean).index_add_(0, groups, dev) / (n - 1).clamp_min(1).view(view)
+                sigma = weights_from_variance(law, var[groups])  # a lone row falls back to HardC
+            else:
+                sigma = weights_from_variance(law, None)
+            return project(law, x, b, sigma, self.sigma_g)
 
         return fn
 
@@ -146,11 +161,14 @@ METHODS: dict[str, tuple[bool, bool]] = {
     "hardc": (False, False),
     "probconserv": (True, False),
     "insampler": (False, True),
+    "insampler_probconserv": (True, True),
 }
 
 
 def projection_hook(method: str, monitor: ConservationMonitor, sigma_g: float = 0.0) -> ConservationProjection | None:
-    """The rollout hook for ``method`` in ``none``, ``hardc``, ``probconserv``, ``insampler``."""
+    """The rollout hook for ``method`` in ``none``, ``hardc``, ``probconserv``, ``insampler``
+    (Euclidean, inside the sampler) and ``insampler_probconserv`` (inside the sampler, weighted by
+    the spread of the samples' current estimates)."""
     if method == "none":
         return None
     if method not in METHODS:

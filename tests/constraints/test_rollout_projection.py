@@ -117,13 +117,13 @@ def test_flow_matching_samples_satisfy_the_law_when_projected_in_the_sampler():
     x0 = torch.randn(2, 1, 1, N, generator=g)
     params = torch.ones(2, 1)
     entry = {"kind": "integral", "field": "u", "cumulative_flux": "0.7 * t"}
-    for noise in ("implied", "fresh"):
+    for noise, method in (("implied", "insampler"), ("fresh", "insampler"), ("implied", "insampler_probconserv")):
         model = _flow_model(noise=noise)
         mon = _monitor(x0, entry)
-        hook = projection_hook("insampler", mon)
+        hook = projection_hook(method, mon)
         b = mon.target(1)
         # the stepper's own sample, projected inside the sampler: the law holds to float32 round-off
-        fn = hook.sampler(1, torch.zeros(2, dtype=torch.long), torch.arange(2))
+        fn = hook.sampler(1, torch.zeros(2, dtype=torch.long), torch.arange(2))  # one row each: HardC
         inside = model.predict_next(x0, params, generator=torch.Generator().manual_seed(4), project=fn)
         plain = model.predict_next(x0, params, generator=torch.Generator().manual_seed(4))
         scale = mon.law.magnitude(plain.double())
@@ -136,6 +136,25 @@ def test_flow_matching_samples_satisfy_the_law_when_projected_in_the_sampler():
         steps = list(rollout([model], x0, params, 3, samples=2, project=hook, seed=5))
         for s in steps:
             assert mon.errors(s.members, s.index).relative.max() < 1e-10
+
+
+def test_weighted_sampler_projection_follows_the_samples_spread():
+    """Rows of one batch element are weighted by their spread: a cell where the samples agree is
+    barely moved; rows of another element do not count."""
+    x0 = torch.zeros(2, 1, 1, N)
+    mon = _monitor(x0, {"kind": "integral", "field": "u", "cumulative_flux": "t"})
+    fn = projection_hook("insampler_probconserv", mon).sampler(1, torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 0, 1]))
+    g = torch.Generator().manual_seed(8)
+    states = torch.randn(4, 1, N, generator=g, dtype=torch.float64)
+    states[:3, :, :4] = 0.5  # the three samples of element 0 agree on the first cells
+    out = fn(states)
+    b = mon.target(1)
+    assert (mon.law.take(torch.tensor([0, 0, 0, 1])).apply(out) - b[[0, 0, 0, 1]]).abs().max() < 1e-13
+    moved = (out - states).abs()[:3, 0]
+    assert moved[:, :4].max() < 1e-3 * moved[:, 4:].mean()
+    # the lone row of element 1 is projected without weights: a uniform shift
+    shift = (out - states)[3, 0]
+    torch.testing.assert_close(shift, shift.mean().expand(N))
 
 
 def test_identity_projection_leaves_the_implied_noise_sampler_unchanged():

@@ -1,6 +1,6 @@
 """Particle data: validation of the SPH generator and the cost of its cards.
 
-Three parts, each saved to ``results/particles.json`` as soon as it is done (a rerun skips what
+Four parts, each saved to ``results/particles.json`` as soon as it is done (a rerun skips what
 is there; ``--force PART`` redoes one part):
 
 - ``validation``: the figures the solver tests assert at reduced size, at the tests' size and at
@@ -12,6 +12,8 @@ is there; ``--force PART`` redoes one part):
 - ``per_case``: CPU seconds to simulate one trajectory of each card at its base parameters, in
   this process on one thread (``time.process_time``: on a shared machine the wall time
   stretches, the CPU time much less).
+- ``estimate``: each default sweep's 2-core time from CPU seconds (see ``estimate``), for a
+  machine too busy to run the sweeps themselves.
 - ``sweeps``: each card's default sweep (``sciflow data generate <card> --workers 2``): wall
   time, the worker processes' CPU seconds, the per-trajectory CPU seconds the solver recorded,
   the load average, and ``sciflow data check`` on the result (every frame of every trajectory,
@@ -46,7 +48,7 @@ from sciflow.solvers.sph import stable_dt  # noqa: E402
 from sciflow.solvers.sweep import generate, plan  # noqa: E402
 
 NAME = "particles"
-PARTS = ("validation", "per_case", "sweeps")
+PARTS = ("validation", "per_case", "sweeps", "estimate")
 CARDS = ("sph_tgv", "sph_dam", "sph_cavity")
 MARTIN_MOYCE = [
     (0.41, 1.11), (0.84, 1.22), (1.19, 1.44), (1.43, 1.67), (1.63, 1.89), (1.83, 2.11),
@@ -172,6 +174,23 @@ def sweep(name: str, workers: int = 2) -> dict[str, Any]:
     }
 
 
+def estimate(per_case_res: dict[str, Any]) -> dict[str, Any]:
+    """Each default sweep's 2-core time from CPU seconds, for when the machine is too busy to run it:
+    cases x (CPU s per trajectory) / 2. Per trajectory: the median over the sweep's case files
+    already written (each records its own CPU seconds, taken inside a 2-worker sweep), else the
+    one-thread figure of ``per_case``."""
+    out = {}
+    for name in CARDS:
+        jobs = plan(load_card(name))
+        done = [float(ParticleFile(j.path).case_attrs(0)["cpu_seconds"]) for j in jobs if j.path.exists()]
+        one = per_case_res[name]["cpu_seconds"]
+        per = statistics.median(done) if done else one
+        out[name] = {"cases": len(jobs), "cases_written": len(done), "case_cpu_seconds_written": done,
+                     "case_cpu_seconds_used": per, "source": "2-worker case files" if done else "1-thread per_case",
+                     "two_core_minutes_estimate": len(jobs) * per / 2 / 60}
+    return out
+
+
 # -- report ------------------------------------------------------------------------------------------
 
 def report(res: dict[str, Any]) -> None:
@@ -228,7 +247,7 @@ def report(res: dict[str, Any]) -> None:
             s = sw.get(name, {})
             rows.append([name, json.dumps(c["params"]), c["particles_stored"], c["fluid"], c["frames"],
                          f"{c['dt']:.3g} x {c['write_every']}", c["steps"], round(c["cpu_seconds"], 1),
-                         round(s["case_cpu_seconds_median"], 1) if s else "-",
+                         round(s["case_cpu_seconds_median"], 1) if s else _partial(res, name),
                          round(c["max_mach"], 3), round(c["max_density_error"], 3)])
         parts += ["", "Cost per trajectory (base parameters; CPU s alone on one thread, and the median per "
                   "trajectory inside the 2-worker default sweep). The max density error of TGV and the cavity "
@@ -252,7 +271,26 @@ def report(res: dict[str, Any]) -> None:
                   "`fluid_bounds` (no particle left the domain where it says yes):", "",
                   markdown_table(["card", "trajectories", "train/valid/test", "wall min", "worker CPU min",
                                   "idle 2-core min (est.)", "load avg", "data check"], rows)]
+    est = res.get("estimate")
+    if est:
+        rows = [[name, e["cases"], round(e["case_cpu_seconds_used"], 1), e["source"]
+                 + (f" ({e['cases_written']} of {e['cases']})" if e["cases_written"] else ""),
+                 round(e["two_core_minutes_estimate"], 1), "yes" if e["two_core_minutes_estimate"] < 15 else "no"]
+                for name, e in est.items() if name not in sw]
+        if rows:
+            parts += ["", "Default sweeps not run to the end here (the shared machine was at load 13 on 2 cores; "
+                      "a niced sweep got about 3 % of a core): their 2-core time estimated from CPU seconds as "
+                      "trajectories x CPU s per trajectory / 2 (re-measure with `--only sweeps` on an idle machine):",
+                      "", markdown_table(["card", "trajectories", "CPU s per trajectory", "from",
+                                          "2-core min (est.)", "under 15 min"], rows)]
     update_readme("particles", "\n".join(parts))
+
+
+def _partial(res: dict[str, Any], name: str) -> str:
+    e = res.get("estimate", {}).get(name)
+    if not e or not e["cases_written"]:
+        return "-"
+    return f"{statistics.median(e['case_cpu_seconds_written']):.1f} ({e['cases_written']} of {e['cases']})"
 
 
 def main() -> None:
@@ -267,12 +305,14 @@ def main() -> None:
         save_json(NAME, res)
 
     for part in args.only or PARTS:
-        if part in res and part not in args.force and part != "sweeps":
+        if part in res and part not in args.force and part not in ("sweeps", "estimate"):
             continue
         if part == "validation":
             res["validation"] = validation()
         elif part == "per_case":
             res["per_case"] = per_case()
+        elif part == "estimate":
+            res["estimate"] = estimate(res["per_case"])
         else:
             res.setdefault("sweeps", {})
             for name in args.cards:

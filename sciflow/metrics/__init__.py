@@ -7,7 +7,12 @@ callers average as they like. Particle rollouts ``(T, N, D)`` have their own sco
 LagrangeBench's (:mod:`sciflow.metrics.particles`, :mod:`sciflow.metrics.sinkhorn`).
 """
 
-from sciflow.metrics.conservation import conservation_error, integral, trapezoid_weights
+from sciflow.metrics.conservation import (
+    cell_average_weights,
+    conservation_error,
+    integral,
+    trapezoid_weights,
+)
 from sciflow.metrics.particles import (
     ensemble_spread,
     horizon_means,
@@ -44,6 +49,7 @@ from sciflow.metrics.temporal import (
 __all__ = [
     "DecorrelationTracker",
     "calibration_error",
+    "cell_average_weights",
     "conservation_error",
     "crps_ensemble",
     "crps_gaussian",

@@ -23,7 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec, Case
+from sciflow.data.case import BoundarySpec, Case
 
 FORMAT_VERSION = "1"
 FIELD_GROUPS = ("t0_fields", "t1_fields", "t2_fields")

@@ -45,6 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sciflow
+from sciflow.data.case import BoundarySpec
 from sciflow.data.format import write_well
 from sciflow.data.importers._common import (
     assign_splits,
@@ -55,7 +56,6 @@ from sciflow.data.importers._common import (
     write_card,
 )
 from sciflow.data.reader import DataFormatError
-from sciflow.solvers.base import BoundarySpec
 
 PROBLEMS = ("cavity", "tube", "dam", "cylinder")
 _DT = {"cavity": 0.1, "cylinder": 0.001}

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 import sciflow
 from sciflow.data.card import SPLITS
+from sciflow.data.case import BoundarySpec
 from sciflow.data.format import write_well
 from sciflow.data.importers._common import (
     assign_splits,
@@ -50,7 +51,6 @@ from sciflow.data.importers._common import (
     write_card,
 )
 from sciflow.data.reader import DataFormatError
-from sciflow.solvers.base import BoundarySpec
 
 _DIMS = ("x", "y")
 _VELOCITY_KEYS = ("Vx", "Vy")

@@ -27,14 +27,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sciflow.data.errors import CardError
+
 SPLITS = ("train", "valid", "test")
 # keys a card may carry for readers that the code does not interpret
 DESCRIPTIVE_KEYS = {"boundary_conditions", "notes", "reference", "references", "validation", "source",
                     "skipped", "differences", "units", "imported_from", "generator_notes"}
-
-
-class CardError(ValueError):
-    """A card is missing a key or holds a bad value; the message names the card and key."""
 
 
 @dataclass(frozen=True)

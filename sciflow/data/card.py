@@ -244,6 +244,26 @@ def card_dirs() -> list[Path]:
     return dirs
 
 
+def available_cards() -> dict[str, Path]:
+    """Cards that can be loaded by name: name -> path (earlier folders of :func:`card_dirs` win)."""
+    found: dict[str, Path] = {}
+    for d in card_dirs():
+        if d.is_dir():
+            for q in sorted(d.glob("*.yaml")):
+                found.setdefault(q.stem, q)
+    return dict(sorted(found.items()))
+
+
+def card_summary(card: DatasetCard) -> str:
+    """One line about a card: the head of its description, its grid and fields."""
+    head = str(card.description or "").strip().replace("\n", " ")
+    for stop in (":", " (", ". ", " in the style of"):
+        head = head.split(stop)[0]
+    head = head if len(head) <= 60 else head[:57] + "..."
+    grid = "x".join(str(n) for n in card.grid)
+    return f"{head}; {grid + ', ' if grid else ''}fields {', '.join(map(str, card.fields))}"
+
+
 def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
     """Load a card from a YAML path or by dataset name (``cavity`` -> ``datasets/cavity.yaml``)."""
     p = Path(name_or_path)

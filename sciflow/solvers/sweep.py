@@ -1,7 +1,10 @@
 """Generate a dataset from its card: simulate every case of a sweep and write Well-layout files.
 
 Resumable: each output file is written atomically, so a file that exists is finished; a rerun
-simulates only the missing ones. Parallel over files with a process pool, with a progress bar.
+simulates only the missing ones (and removes the temporary files a killed run left). Parallel over
+files with a process pool, with a progress bar. A file that cannot be written (full disk,
+read-only folder) stops the run with :class:`~sciflow.data.errors.DataWriteError`; every file
+finished before it is kept.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from tqdm.auto import tqdm
 
 import sciflow
 from sciflow.data.card import SPLITS, CaseSpec, DatasetCard
-from sciflow.data.format import write_cases
-from sciflow.solvers import get_problem
+from sciflow.data.errors import CardError
+from sciflow.data.format import remove_debris, write_cases
+from sciflow.solvers import PROBLEMS, get_problem
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,15 @@ def generate(
     file found under another split folder (after the selection grew) is moved, not redone.
     """
     if card.problem is None:
-        raise ValueError(f"card {card.name!r} names no 'problem': it is imported, not generated")
+        raise CardError(f"card {card.name!r} names no 'problem': it is imported, not generated")
+    if card.problem not in PROBLEMS:
+        raise CardError(f"card {card.name!r}: problem {card.problem!r} is not one of {sorted(PROBLEMS)}")
+    for key in ("grid", "dt"):
+        if not getattr(card, key):
+            raise CardError(f"card {card.name!r}: key {key!r} is needed to generate data")
     jobs = plan(card, subset, n, root)
+    for folder in {j.path.parent for j in jobs}:
+        remove_debris(folder)  # temporary files of a killed run: never finished, never read
     todo: list[FileJob] = []
     for job in jobs:
         if job.path.exists():
@@ -154,12 +165,18 @@ def generate(
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(run_job, card, job): job for job in todo}
-                for fut in as_completed(futures):
-                    try:
-                        fut.result()
-                    except CaseFailed as err:
-                        failed.append(str(err))
-                    bar.update(len(futures[fut].cases))
+                try:
+                    for fut in as_completed(futures):
+                        try:
+                            fut.result()
+                        except CaseFailed as err:
+                            failed.append(str(err))
+                        bar.update(len(futures[fut].cases))
+                except BaseException:
+                    # a write error (full disk, read-only folder) or an interrupt: start nothing new
+                    for fut in futures:
+                        fut.cancel()
+                    raise
     finally:
         bar.close()
     if failed:

@@ -295,10 +295,7 @@ def import_pdebench(
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise DataNotFoundError(f"{src}: no such file")
-    try:
-        check_split(split)
-    except ValueError as e:
-        raise DataError(str(e)) from None
+    check_split(split)
     if not isinstance(trajectories_per_file, int) or trajectories_per_file < 1:
         raise DataError(f"trajectories_per_file must be >= 1, got {trajectories_per_file!r}")
     constants: dict[str, float] = {}

@@ -106,8 +106,12 @@ class DatasetCard:
         smaller one chose. A case's id, parameters, seed and split depend only on the card and its
         place in that order, never on ``n``: growing a sweep adds cases and redoes nothing.
         """
+        if n is not None and (not isinstance(n, int) or n < 0):
+            raise CardError(f"card {self.name!r}: the number of cases must be an integer >= 0, got {n!r}")
         if subset == "all" and "all" not in self.subsets:
             names = list(self.subsets)
+            if not names:
+                raise CardError(f"card {self.name!r}: no subsets (key 'subsets'), so no sweep to run")
             if n is None:
                 return [c for s in names for c in self.cases(s)]
             share = [n // len(names) + (k < n % len(names)) for k in range(len(names))]

@@ -172,8 +172,9 @@ def _extent(problem: str, case: _Case) -> tuple[tuple[float, float], tuple[float
         return (0.0, p["length"]), (0.0, p["diameter"])
     if problem == "cylinder":
         return (-p["x1"], p["x2"]), (-p["y1"], p["y2"])
-    width = float(case.meta.get("width", 1.5))
-    height = float(case.meta.get("height", 0.4))
+    where = case.folder / "case.json"
+    width = _number(case.meta, ("width",), where) if "width" in case.meta else 1.5
+    height = _number(case.meta, ("height",), where) if "height" in case.meta else 0.4
     return (0.0, width), (0.0, height)
 
 

@@ -149,6 +149,9 @@ def _inspect(f: h5py.File, where: str, fields: Sequence[str] | None) -> _Layout:
                 raise DataFormatError(f"{where}: velocity components {missing} missing for {len(dims)}D data; "
                                       f"top-level keys: {keys}")
             present.append("velocity")
+        if not present:
+            raise DataFormatError(f"{where}: none of density, pressure, {', '.join(vel_keys)} for {len(dims)}D data; "
+                                  f"top-level keys: {keys}")
         wanted = list(fields) if fields is not None else present
         unknown = [n for n in wanted if n not in present]
         if unknown or not wanted:
@@ -315,7 +318,13 @@ def import_pdebench(
         mapping[k] = v if isinstance(v, ParamSource) else parse_source(str(v))
     name = name or src.stem
     with _open(src) as f:
-        lay = _inspect(f, str(src), fields)
+        try:
+            lay = _inspect(f, str(src), fields)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py raises many kinds on a damaged file
+            raise DataFormatError(f"{src}: cannot read the file's layout (truncated or corrupted?): "
+                                  f"{type(e).__name__}: {e}") from e
         if lay.n == 0:
             raise DataFormatError(f"{src}: holds no trajectories")
         T = lay.time.shape[0]

@@ -413,7 +413,8 @@ def import_pdebench(
 def parameter_report(card: Mapping[str, Any]) -> list[str]:
     """Readable lines of an imported card's parameter report: what was found, what was used."""
     out = []
-    for r in card.get("imported_from", {}).get("parameters", []):
+    records = card.get("imported_from", {}).get("parameters", [])
+    for r in sorted(records, key=lambda r: not r["used"]):  # used first, then the rest as found
         span = ""
         if "min" in r:
             span = f" = {r['min']:.6g}" if r["min"] == r["max"] else f" = {r['min']:.6g} .. {r['max']:.6g}"

@@ -167,7 +167,7 @@ def _as_float(v: Any) -> float | None:
 def _parse_text(text: str, where: str) -> Any:
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
@@ -199,7 +199,7 @@ class ParamReader:
         inside = f" (the number at {s.path})" if s.path else ""
         if s.kind == "attr":
             owner = "each sample group" if self.samples and not s.key.startswith("/") else "the file's root"
-            return f"attribute {s.key!r} of {owner}{inside}"
+            return f"attribute {s.key.lstrip('/')!r} of {owner}{inside}"
         scope = "each sample group" if self.samples and not s.key.startswith("/") else "the file"
         return f"dataset {s.key.lstrip('/')!r}{str(s)[len('dataset:') + len(s.key):]} of {scope}"
 
@@ -257,7 +257,7 @@ class ParamReader:
                 ds = self.f[g].get(key)
                 if not isinstance(ds, h5py.Dataset):
                     raise DataFormatError(f"{where}: no dataset {key!r}; it has {sorted(self.f[g].keys())}")
-                out[i] = self._scalar(ds, s, where, ())
+                out[i] = self._scalar(ds, s, where)
             return out
         ds = self.f.get(key)
         where = f"{self.src}: dataset {key!r}"
@@ -269,7 +269,7 @@ class ParamReader:
         a = np.asarray(ds[()], dtype=np.float64)
         return self._index(a, s, where, lead=True)
 
-    def _scalar(self, ds: h5py.Dataset, s: ParamSource, where: str, lead: tuple) -> float:
+    def _scalar(self, ds: h5py.Dataset, s: ParamSource, where: str) -> float:
         if ds.dtype.kind not in "iuf":
             raise DataFormatError(f"{where}: dataset {ds.name!r} holds {ds.dtype}, not numbers")
         return float(self._index(np.asarray(ds[()], dtype=np.float64), s, where, lead=False).reshape(()))

@@ -99,11 +99,17 @@ def _assert_same(files: dict[str, Path], reference: dict[str, Path]) -> None:
 
 
 def _wait_for_tmp(folder: Path, timeout: float, proc: subprocess.Popen) -> bool:
-    """Wait until a writer has put some bytes into a temporary file under ``folder``."""
+    """Wait until the writer has put some bytes into a new temporary file under ``folder`` (one of
+    an earlier killed run does not count)."""
+    old = set(folder.rglob(".*.tmp"))
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
-        if any(p.stat().st_size > 0 for p in folder.rglob(".*.tmp") if p.exists()):
-            return True
+        for p in set(folder.rglob(".*.tmp")) - old:
+            try:
+                if p.stat().st_size > 0:
+                    return True
+            except FileNotFoundError:
+                pass
         time.sleep(0.01)
     return False
 
@@ -119,23 +125,25 @@ def test_sigkill_during_generation_resumes_to_the_same_files(tmp_path):
 
     rng = np.random.default_rng(7)
     interrupted = 0
-    # four kills at random moments of the run, then two in the middle of writing a file
+    # two kills in the middle of writing a file, then four at random moments; a random kill lands
+    # within the first half of what is left to do, so work always remains for the final run
     for k in range(6):
-        if k < 4:
-            proc = subprocess.Popen(_generate_cmd(card), cwd=run_dir, env=_env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(float(rng.uniform(0.3, 0.9)) * full / 2)
-        else:
+        if k < 2:
             proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *_generate_cmd(card)[3:]], cwd=run_dir,
                                     env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             assert _wait_for_tmp(run_dir / "ksdata", 60, proc), "the writer never started a file"
+        else:
+            proc = subprocess.Popen(_generate_cmd(card), cwd=run_dir, env=_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            left = N_CASES - len(_final_files(run_dir / "ksdata"))
+            time.sleep(float(rng.uniform(0.2, 0.5)) * full * left / N_CASES)
         alive = proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         interrupted += alive
         done = _final_files(run_dir / "ksdata")
         _assert_same(done, reference)  # no partial file under a final name, ever
-        if k >= 4:
+        if k < 2:
             debris = list((run_dir / "ksdata").rglob(".*.tmp"))
             assert debris, "the kill during a write left no temporary file (nothing was tested)"
     assert interrupted == 6, "every kill must land while the run is going"

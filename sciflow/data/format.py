@@ -91,6 +91,11 @@ def _is_write_failure(e: BaseException) -> bool:
 # the library never touches a file that can fail. Larger files are written by HDF5 directly after
 # a free-space check.
 IN_MEMORY_MAX = 512 * 2**20
+# HDF5 1.10 object headers carry checksums, and every field chunk a fletcher32 checksum, so a
+# damaged file is reported as an error instead of read as other numbers (or, for damaged
+# metadata of the older format, sending the HDF5 library into an endless loop). Readable by
+# HDF5 >= 1.10 (2016), i.e. any current h5py.
+LIBVER = ("v110", "latest")
 
 
 def write_hdf5(path: Path, fill: Callable[[h5py.File], None], estimate: int = 0) -> None:
@@ -99,7 +104,7 @@ def write_hdf5(path: Path, fill: Callable[[h5py.File], None], estimate: int = 0)
     crashing inside HDF5; the write is flushed to disk (fsync) before it returns."""
     if estimate <= IN_MEMORY_MAX:
         buf = io.BytesIO()
-        with h5py.File(buf, "w") as f:
+        with h5py.File(buf, "w", libver=LIBVER) as f:
             fill(f)
         with open(path, "wb") as out:
             out.write(buf.getbuffer())
@@ -113,7 +118,7 @@ def write_hdf5(path: Path, fill: Callable[[h5py.File], None], estimate: int = 0)
     if estimate * 1.05 + 2**20 > room:
         raise DataWriteError(f"{path}: needs about {estimate / 2**20:.0f} MiB, only {room / 2**20:.0f} MiB can be "
                              f"written there")
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver=LIBVER) as f:
         fill(f)
         f.flush()
 
@@ -251,7 +256,8 @@ def write_well(
             for name, a in fields.items():
                 # one frame per chunk: windows read a few consecutive frames of one trajectory
                 chunks = (1, 1, *a.shape[2:])
-                ds = g.create_dataset(name, data=np.asarray(a, dtype=np.float32), chunks=chunks, **opts)
+                ds = g.create_dataset(name, data=np.asarray(a, dtype=np.float32), chunks=chunks,
+                                      fletcher32=True, **opts)
                 _field_attrs(ds, D, sample_varying=True, time_varying=True)
                 if group == "t2_fields":
                     ds.attrs["symmetric"] = False

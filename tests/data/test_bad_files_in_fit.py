@@ -136,3 +136,21 @@ def test_cached_nan_stats_from_an_older_version_are_recomputed(synthetic_card):
     del doc["source_key"]  # what a file written before the content key looks like
     (root / "stats.yaml").write_text(yaml.safe_dump(doc))
     assert SciflowData(card=str(synthetic_card)).spec["stats"] == first
+
+
+def test_a_flipped_bit_in_field_data_is_an_error_not_other_numbers(synthetic_card):
+    """Field chunks carry fletcher32 checksums: damage reads as an error naming file and key."""
+    from sciflow.data.check import check_file
+    from sciflow.data.reader import WellFile
+
+    bad = _train_file(synthetic_card, 0)
+    with h5py.File(bad, "r") as f:
+        info = f["t0_fields/pressure"].id.get_chunk_info(5)  # frame 5 of trajectory 0
+    raw = bytearray(bad.read_bytes())
+    raw[info.byte_offset + 17] ^= 0x10
+    bad.write_bytes(bytes(raw))
+    wf = WellFile(bad)  # the metadata is intact
+    wf.read(0, 0, 5)  # frames before the damage read fine
+    with pytest.raises(DataFormatError, match=rf"{bad.name}: cannot read t0_fields/pressure, trajectory 0"):
+        wf.read(0)
+    assert any("cannot read the file to the end" in str(i) for i in check_file(bad))

@@ -8,9 +8,12 @@ every time) or ``SCIFLOW_FUZZ=long`` (random, 2000 cases per target unless
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,18 @@ def assert_clean(err: BaseException, *names: str) -> None:
     assert isinstance(err, DataError), f"undocumented {type(err).__name__}: {err}"
     msg = str(err)
     assert any(n in msg for n in names), f"{type(err).__name__} names none of {names}: {msg}"
+
+
+@contextmanager
+def hang_guard(seconds: float = 300) -> Iterator[None]:
+    """End the process with a traceback if one case runs ``seconds``: the HDF5 library can loop
+    forever inside C code on damaged metadata (the fuzzer found one such file), which no Python
+    timeout interrupts; failing loudly beats a run that never ends."""
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 # -- corruptions of a file on disk ----------------------------------------------------------------

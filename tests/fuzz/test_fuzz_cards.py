@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciflow.data.card import load_card
-from tests.fuzz.harness import assert_clean, budget, record
+from tests.fuzz.harness import assert_clean, budget, hang_guard, record
 
 pytestmark = pytest.mark.slow  # a few seconds each at the CI budget
 
@@ -66,7 +66,7 @@ def card_text(draw: st.DrawFn) -> str:
 @budget(ci_examples=150)
 @given(text=card_text(), picks=st.lists(st.one_of(st.none(), st.integers(0, 6)), min_size=1, max_size=3))
 def test_fuzz_cards(text, picks):
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with hang_guard(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = Path(tmp) / "card.yaml"
         path.write_text(text, encoding="utf-8", errors="surrogateescape")

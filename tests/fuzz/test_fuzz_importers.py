@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sciflow.data.card import load_card
 from sciflow.data.check import check_file
 from sciflow.data.importers import import_cfdbench, import_pdebench
-from tests.fuzz.harness import assert_clean, budget, corrupt, corruption, record
+from tests.fuzz.harness import assert_clean, budget, corrupt, corruption, hang_guard, record
 
 pytestmark = pytest.mark.slow  # a few seconds each at the CI budget
 
@@ -125,7 +125,7 @@ def pdebench_file(draw: st.DrawFn, path: Path) -> Path:
 @budget(ci_examples=60)
 @given(data=st.data())
 def test_fuzz_pdebench_importer(data):
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with hang_guard(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         CLEAN["value"] = data.draw(st.integers(0, 2)) == 0
         src = data.draw(pdebench_file(Path(tmp) / "src.h5"))
@@ -189,7 +189,7 @@ def cfdbench_folder(draw: st.DrawFn, root: Path) -> tuple[Path, str]:
 @budget(ci_examples=40)
 @given(data=st.data())
 def test_fuzz_cfdbench_importer(data):
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with hang_guard(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         CLEAN["value"] = data.draw(st.integers(0, 2)) == 0
         src, problem = data.draw(cfdbench_folder(Path(tmp) / "release"))

@@ -23,7 +23,7 @@ from sciflow.data.errors import DataError
 from sciflow.data.format import write_well
 from sciflow.data.reader import WellFile
 from sciflow.data.trajectories import Trajectories, Windows
-from tests.fuzz.harness import assert_clean, budget, corrupt, corruption, record
+from tests.fuzz.harness import assert_clean, budget, corrupt, corruption, hang_guard, record
 
 pytestmark = pytest.mark.slow  # a few seconds each at the CI budget
 
@@ -139,7 +139,7 @@ def _read_all(path: Path) -> None:
 @budget(ci_examples=80)
 @given(data=st.data())
 def test_fuzz_well_file_readers(data):
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with hang_guard(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = data.draw(well_file(Path(tmp) / "f.hdf5"))
         for _ in range(data.draw(st.integers(0, 3))):
@@ -162,7 +162,7 @@ def test_fuzz_well_file_readers(data):
 @budget(ci_examples=40)
 @given(data=st.data())
 def test_fuzz_trajectories_and_windows(data):
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with hang_guard(), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         shared = data.draw(layout())
         files = [data.draw(well_file(Path(tmp) / f"f{k}.hdf5", None if data.draw(st.integers(0, 9)) == 0 else shared))

@@ -95,7 +95,8 @@ IN_MEMORY_MAX = 512 * 2**20
 # damaged file is reported as an error instead of read as other numbers (or, for damaged
 # metadata of the older format, sending the HDF5 library into an endless loop). Readable by
 # HDF5 >= 1.10 (2016), i.e. any current h5py.
-LIBVER = ("v110", "latest")
+LIBVER: tuple[str, str] | None = ("v110", "latest")
+FLETCHER32 = True
 
 
 def write_hdf5(path: Path, fill: Callable[[h5py.File], None], estimate: int = 0) -> None:
@@ -257,7 +258,7 @@ def write_well(
                 # one frame per chunk: windows read a few consecutive frames of one trajectory
                 chunks = (1, 1, *a.shape[2:])
                 ds = g.create_dataset(name, data=np.asarray(a, dtype=np.float32), chunks=chunks,
-                                      fletcher32=True, **opts)
+                                      fletcher32=FLETCHER32, **opts)
                 _field_attrs(ds, D, sample_varying=True, time_varying=True)
                 if group == "t2_fields":
                     ds.attrs["symmetric"] = False

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciflow.checkpoints import CardMismatchWarning
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
 from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
@@ -25,10 +26,6 @@ from sciflow.surrogate import Surrogate
 
 # what every ensemble member must agree on, and how a mismatch is described
 _SHARED = ("channels", "params", "dt", "spatial_dims", "spatial_shape")
-
-
-class CardMismatchWarning(UserWarning):
-    """A checkpoint was trained on a different version of the dataset card."""
 
 
 def load_ensemble(

@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(argv, debug=debug)
     args = build_parser().parse_args(argv)
+    if debug:  # taken out of argv above for the training commands; the data commands read it here
+        args.debug = True
     return int(args.fn(args) or 0)
 
 

@@ -85,6 +85,7 @@ class Generative(Stepper):
 
     state_inputs = 1
     extra_cond = 1
+    stochastic = True
 
     def __init__(self, operator: Mapping[str, Any], *, init_from: str | None = None, **sizes: Any):
         super().__init__(operator, **sizes)

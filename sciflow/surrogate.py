@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +22,11 @@ import sciflow
 from sciflow.data.reader import field_groups
 from sciflow.metrics.spatial import grouped_nmse
 from sciflow.steppers import Stepper, build_stepper
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The global seed of DDP rank ``rank`` in a run seeded with ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint32)[0])
 
 
 class NonFiniteLossError(RuntimeError):
@@ -114,6 +120,11 @@ class Surrogate(L.LightningModule):
 
     # -- inference ----------------------------------------------------------------------------------
     @property
+    def stochastic(self) -> bool:
+        """Whether a step draws random numbers (else every sample of this model is the same)."""
+        return bool(self.inference_stepper.stochastic)
+
+    @property
     def inference_stepper(self) -> Stepper:
         """The EMA weights when kept, else the trained ones."""
         return self.ema if self.ema is not None else self.stepper
@@ -146,16 +157,37 @@ class Surrogate(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=prev.shape[0])
         return loss
 
+    def setup(self, stage: str) -> None:
+        # Every DDP rank starts from the same seed (seed_everything), so without this the ranks
+        # would draw the same flow times, refinement levels and noise, and more devices would add
+        # no noise diversity. Ranks > 0 re-seed the global RNG from (seed, rank) after the model is
+        # built (weights stay identical: DDP broadcasts rank 0's) and before training starts;
+        # rank 0 keeps its stream, so a single-process run is unchanged. Data order is not
+        # affected: the distributed sampler has its own seed.
+        if stage == "fit" and self.trainer is not None and self.trainer.world_size > 1:
+            rank = self.trainer.global_rank
+            if rank > 0:
+                torch.manual_seed(rank_seed(torch.initial_seed(), rank))
+
+    def on_train_start(self) -> None:
+        # after a resume global_step is restored: no EMA update until the next optimiser step
+        self._ema_step = self.global_step
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
-            decay = float(self.hparams.ema_decay)
-            # the average starts from the first weights; warm it up so early checkpoints are useful
-            decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
-                    e.lerp_(p.detach(), 1 - decay)
-                for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
-                    e.copy_(b)
+        # Once per optimiser step, not per micro-batch: with accumulate_grad_batches = n the
+        # weights change only every n batches, and averaging the same weights n times would
+        # make the EMA decay as decay^n per optimiser step.
+        if self.ema is None or self.global_step == getattr(self, "_ema_step", -1):
+            return
+        self._ema_step = self.global_step
+        decay = float(self.hparams.ema_decay)
+        # the average starts from the first weights; warm it up so early checkpoints are useful
+        decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
+                e.lerp_(p.detach(), 1 - decay)
+            for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
+                e.copy_(b)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, batch: Mapping[str, Tensor], dataloader_idx: int, stage: str) -> None:

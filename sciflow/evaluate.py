@@ -20,7 +20,7 @@ from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
 from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
 from sciflow.results import RolloutCollector, summarize, write_results
-from sciflow.rollout import Projection, rollout
+from sciflow.rollout import Projection, member_table, rollout
 from sciflow.surrogate import Surrogate
 
 # what every ensemble member must agree on, and how a mismatch is described
@@ -192,14 +192,24 @@ def run_rollout(
         "blowup": blowup,
         "projected": project is not None,
     }
+    table = member_table(models, samples)
+    if samples > 1 and len(table) < len(models) * samples:
+        fixed = [str(c) for c, m in zip(ckpts, models) if not m.stochastic]
+        warnings.warn(
+            f"{', '.join(fixed)}: deterministic: each contributes one member (samples = {samples} "
+            f"applies to stochastic models only); {len(table)} members in all",
+            UserWarning,
+            stacklevel=2,
+        )
     collector = RolloutCollector(
         truth[:, 0],
         steps=steps,
         dt=dt,
         channels=channels,
         coords={d: traj.files[0].coords[d] for d in traj.spatial_dims},
-        n_members=len(models) * samples,
+        n_members=len(table),
         samples=samples,
+        member_labels=table,
         truth=truth,
         mask=mask,
         params=params,

@@ -60,7 +60,9 @@ class RolloutCollector:
         channels: the ``C`` channel names.
         coords: spatial dim name -> coordinate values, in axis order (``x`` first).
         n_members: ensemble size ``M``.
-        samples: samples per model (labels members ``member_model``, ``member_sample``).
+        samples: samples per model (labels members ``member_model``, ``member_sample`` as
+            ``m // samples``, ``m % samples``) when ``member_labels`` is not given.
+        member_labels: ``(model, sample)`` of each member (:func:`sciflow.rollout.member_table`).
         truth: ``(B, steps + 1, C, *S)`` reference states from t = 0, or None.
         mask: ``(B, *S)`` bool fluid cells, or None (all cells count).
         params, param_names: ``(B, P)`` operating parameters and their names.
@@ -80,6 +82,7 @@ class RolloutCollector:
         coords: Mapping[str, Sequence[float] | np.ndarray],
         n_members: int = 1,
         samples: int | None = None,
+        member_labels: Sequence[tuple[int, int]] | None = None,
         truth: Tensor | np.ndarray | None = None,
         mask: Tensor | np.ndarray | None = None,
         params: Tensor | np.ndarray | None = None,
@@ -101,10 +104,17 @@ class RolloutCollector:
         self.B, self.C, self.S, self.T, self.M = B, C, S, T, int(n_members)
         self.steps, self.dt = int(steps), float(dt)
         self.samples = self.M if samples is None else int(samples)
-        if self.M % self.samples:
+        if member_labels is None:
+            if self.M % self.samples:
+                raise ValueError(
+                    f"RolloutCollector: n_members {self.M} is not a multiple of samples {self.samples}"
+                )
+            member_labels = [(m // self.samples, m % self.samples) for m in range(self.M)]
+        if len(member_labels) != self.M:
             raise ValueError(
-                f"RolloutCollector: n_members {self.M} is not a multiple of samples {self.samples}"
+                f"RolloutCollector: {len(member_labels)} member labels for n_members {self.M}"
             )
+        self.member_labels = np.asarray(member_labels, dtype=np.int64).reshape(self.M, 2)
         self.channels, self.coords = list(channels), {d: np.asarray(coords[d]) for d in self.dims}
         self.field_groups = field_groups(self.channels, self.dims)
         self.truth = None if truth is None else _np(truth).astype(np.float32)
@@ -218,8 +228,8 @@ class RolloutCollector:
             "trajectory": ("trajectory", np.asarray(self.trajectories)),
             "channel": ("channel", np.asarray(self.channels, dtype=object)),
             "member": ("member", np.arange(self.M)),
-            "member_model": ("member", np.arange(self.M) // self.samples),
-            "member_sample": ("member", np.arange(self.M) % self.samples),
+            "member_model": ("member", self.member_labels[:, 0]),
+            "member_sample": ("member", self.member_labels[:, 1]),
             **{d: (d, self.coords[d]) for d in sd},
             **{k: ("trajectory", np.asarray(v)) for k, v in self.trajectory_coords.items()},
         }

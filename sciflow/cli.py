@@ -127,15 +127,35 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
+    from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
 
-    _, summary = run_rollout(
-        args.ckpt, args.data, root=args.root, split=args.split,
-        trajectories=list(range(args.trajectories)) if args.trajectories else None,
-        steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
-        keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-    )
+    if not args.ckpt and not args.ensemble:
+        raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
+    try:
+        _, summary = run_rollout(
+            args.ckpt or [], args.data, ensemble=args.ensemble, root=args.root, split=args.split,
+            trajectories=list(range(args.trajectories)) if args.trajectories else None,
+            steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
+            keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
+        )
+    except EnsembleError as err:
+        raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from sciflow.ensemble import EnsembleError, train_ensemble
+
+    fit_args = args.fit_args[1:] if args.fit_args[:1] == ["--"] else args.fit_args
+    try:
+        train_ensemble(args.config, args.members, args.out, fit_args=fit_args, seed=args.seed,
+                       parallel=args.parallel, use=args.use)
+    except EnsembleError as err:  # names the member or option at fault; no traceback needed
+        raise SystemExit(f"sciflow ensemble: {err}") from None
+    print(f"ensemble of {args.members} members in {args.out}; roll it out with "
+          f"`sciflow rollout --ensemble {args.out} --data ...`")
     return 0
 
 
@@ -190,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(fn=cmd_data_inspect)
 
     r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
-    r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
+    r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
+    r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
     r.add_argument("--data", required=True, help="dataset card name or path")
     r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
     r.add_argument("--split", default="test")
@@ -204,6 +225,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
+
+    e = sub.add_parser(
+        "ensemble", help="train a deep ensemble: M `sciflow fit` runs with distinct seeds into one folder",
+        description="Train a deep ensemble: M members from one `sciflow fit` config, each with its own seed "
+                    "(initial weights, data order, training noise), into one folder with a manifest "
+                    "(ensemble.json). Rerunning the same command continues an interrupted ensemble member "
+                    "by member. Options after `--` go to every member's `sciflow fit`.",
+        epilog="example: sciflow ensemble --config configs/cavity_fno.yaml --members 5 --out runs/cavity_ens "
+               "-- --trainer.max_steps 2000",
+    )
+    e.add_argument("--config", required=True, help="a `sciflow fit` config")
+    e.add_argument("--members", type=int, required=True, help="ensemble size M (>= 2)")
+    e.add_argument("--out", required=True, help="ensemble folder (created; rerun to continue it)")
+    e.add_argument("--seed", type=int, default=None, help="base seed of the member seeds (default: the config's)")
+    e.add_argument("--parallel", type=int, default=1,
+                   help="members trained at once as separate processes (one GPU each when GPUs are visible)")
+    e.add_argument("--use", choices=["last", "best"], default="last",
+                   help="checkpoint each member contributes: final weights (default) or best validation NMSE")
+    e.add_argument("fit_args", nargs=argparse.REMAINDER, metavar="-- FIT_OPTIONS",
+                   help="options for every member's `sciflow fit`, after `--`")
+    e.set_defaults(fn=cmd_ensemble)
 
     d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
     d.add_argument("--out", default="runs/demo")

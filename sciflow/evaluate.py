@@ -18,13 +18,11 @@ import xarray as xr
 
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
+from sciflow.ensemble import load_models, member_checkpoints
 from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
 from sciflow.results import RolloutCollector, summarize, write_results
 from sciflow.rollout import Projection, member_table, rollout
 from sciflow.surrogate import Surrogate
-
-# what every ensemble member must agree on, and how a mismatch is described
-_SHARED = ("channels", "params", "dt", "spatial_dims", "spatial_shape")
 
 
 class CardMismatchWarning(UserWarning):
@@ -35,24 +33,9 @@ def load_ensemble(
     ckpts: Sequence[str | os.PathLike], map_location: str | torch.device = "cpu"
 ) -> list[Surrogate]:
     """Load checkpoints and check that they can form one ensemble: same channels, parameters,
-    time step (dt) and grid; the error names the checkpoint that differs."""
-    if not ckpts:
-        raise ValueError("no checkpoints given")
-    models = []
-    for path in ckpts:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such checkpoint")
-        models.append(Surrogate.load(path, map_location=map_location))
-    ref = models[0].hparams.data_spec
-    for path, m in zip(ckpts[1:], models[1:]):
-        spec = m.hparams.data_spec
-        for key in _SHARED:
-            if spec.get(key) != ref.get(key):
-                raise ValueError(
-                    f"{path}: {key} {spec.get(key)!r} differs from {ckpts[0]}'s {ref.get(key)!r}; "
-                    f"ensemble members must share channels, parameters, dt and grid"
-                )
-    return models
+    time step (dt) and grid, no two with identical weights; the error names the checkpoint
+    (see :func:`sciflow.ensemble.load_models`)."""
+    return load_models(ckpts, map_location=map_location)
 
 
 def _fields_for(traj: Trajectories, channels: list[str]) -> list[str] | None:
@@ -87,6 +70,7 @@ def run_rollout(
     ckpts: Sequence[str | os.PathLike],
     data: str,
     *,
+    ensemble: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
     split: str = "test",
     trajectories: Sequence[int] | None = None,
@@ -110,6 +94,7 @@ def run_rollout(
     Args:
         ckpts: checkpoint paths (one per ensemble model).
         data: dataset card name or path; ``root`` overrides where its files are.
+        ensemble: a deep-ensemble folder (``sciflow ensemble``) whose members join ``ckpts``.
         split: ``train``, ``valid`` or ``test``.
         trajectories: indices into the split (default all).
         steps: model steps (default as many as every chosen trajectory allows).
@@ -128,7 +113,15 @@ def run_rollout(
         ``(dataset, summary)``: the results (see :mod:`sciflow.results`) and
         :func:`~sciflow.results.summarize` of them.
     """
-    models = [m.to(device) for m in load_ensemble(ckpts)]
+    paths: list[str | os.PathLike] = []
+    names: list[str] = []
+    if ensemble is not None:
+        member_paths, names = member_checkpoints(ensemble)
+        paths += member_paths
+    paths += list(ckpts)
+    names += [os.fspath(c) for c in ckpts]
+    models = [m.to(device) for m in load_models(paths, names)]
+    ckpts = paths
     spec = models[0].hparams.data_spec
     dm = SciflowData(data, root=None if root is None else str(root))
     for path, m in zip(ckpts, models):
@@ -182,6 +175,7 @@ def run_rollout(
     dt = float(spec["dt"])
     attrs = {
         "checkpoints": [os.fspath(c) for c in ckpts],
+        "ensemble": "" if ensemble is None else os.fspath(ensemble),
         "card": dm.card.name,
         "card_hash": dm.card.hash,
         "checkpoint_card_hashes": [m.hparams.data_spec.get("card_hash") or "" for m in models],

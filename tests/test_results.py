@@ -70,6 +70,9 @@ def test_dataset_layout():
         "y": 6,
         "member": 4,
         "param": 2,
+        "coverage_level": 2,
+        "probability": 19,
+        "rank": 5,
     }
     np.testing.assert_allclose(ds.time.values, [0.0, 0.5, 1.0, 1.5])
     assert ds.step.values.tolist() == [0, 1, 2, 3] and ds.step.dims == ("time",)
@@ -90,6 +93,8 @@ def test_dataset_layout():
         "nrmse",
         "vrmse",
         "correlation",
+        "mae",
+        "nmse_copy",
         "crps",
         "spread",
         "skill",
@@ -97,6 +102,10 @@ def test_dataset_layout():
         "sample_correlation",
     ):
         assert ds[name].dims == ("trajectory", "time"), name
+    assert ds.coverage.dims == ds.interval_width.dims == ("trajectory", "time", "coverage_level")
+    assert ds.coverage_level.values.tolist() == [0.5, 0.9]
+    assert ds.reliability.dims == ("trajectory", "time", "probability")
+    assert ds.rank_histogram.dims == ("trajectory", "time", "rank") and ds["rank"].values.tolist() == [0, 1, 2, 3, 4]
     assert ds.attrs["card"] == "synthetic" and ds.attrs["seed"] == 3 and ds.attrs["steps"] == 3
     assert ds.attrs["dt"] == 0.5 and ds.attrs["n_members"] == 4 and "sciflow_version" in ds.attrs
     # perfect members: zero error, zero spread, correlation one

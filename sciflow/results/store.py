@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import h5netcdf
+import h5py
 import numpy as np
 import xarray as xr
 
@@ -93,7 +94,7 @@ class NetCDFStore:
         self.file = self._resume(run_key)
         if self.file is None:
             self._create(skeleton, run_key)
-            self.file = h5netcdf.File(self.partial, "a")
+            self.file = self._open_partial()
         self._open = True
         self.complete = np.zeros(skeleton.sizes["trajectory"], bool)
         self.complete[json.loads(self.file.attrs.get(_DONE, "[]"))] = True
@@ -102,15 +103,25 @@ class NetCDFStore:
         if not self.partial.exists():
             return None
         try:
-            f = h5netcdf.File(self.partial, "a")
+            f = self._open_partial()
         except Exception:  # a kill mid-write can leave HDF5 unreadable: start over
             self.partial.unlink()
             return None
         if f.attrs.get(_RUN_KEY) == run_key and set(self.variables) <= set(f.variables):
             return f
         f.close()
+        self._h5.close()
         self.partial.unlink()
         return None
+
+    def _open_partial(self) -> h5netcdf.File:
+        # h5netcdf's own flush does not reach the disk; keep the h5py handle to flush it for real
+        self._h5 = h5py.File(self.partial, "a")
+        try:
+            return h5netcdf.File(self._h5, "a")
+        except Exception:
+            self._h5.close()
+            raise
 
     def _create(self, skeleton: xr.Dataset, run_key: str) -> None:
         out = skeleton.copy()
@@ -141,18 +152,18 @@ class NetCDFStore:
         self.file.variables[name][index] = value
 
     def mark_complete(self, positions: np.ndarray) -> None:
-        """Record trajectories as finished (after flushing what was written for them)."""
+        """Record trajectories as finished, after what was written for them is on disk."""
         self.file.flush()
+        self._h5.flush()
         self.complete[positions] = True
         self.file.attrs[_DONE] = json.dumps(np.flatnonzero(self.complete).tolist())
-        self.file.flush()
+        self._h5.flush()
 
     def finish(self) -> Path:
         """Close the file and move it into place; returns ``path``."""
         del self.file.attrs[_RUN_KEY]
         del self.file.attrs[_DONE]
-        self.file.close()
-        self._open = False
+        self.close()
         os.replace(self.partial, self.path)
         return self.path
 
@@ -160,6 +171,7 @@ class NetCDFStore:
         """Close without finishing (the partial file stays for a rerun)."""
         if self._open:
             self.file.close()
+            self._h5.close()
             self._open = False
 
 

@@ -138,6 +138,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             trajectories=list(range(args.trajectories)) if args.trajectories else None,
             steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
             keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
+            batch_size=args.batch_size,
         )
     except EnsembleError as err:
         raise SystemExit(f"sciflow rollout: {err}") from None
@@ -209,16 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("files", nargs="+")
     n.set_defaults(fn=cmd_data_inspect)
 
-    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
+    r = sub.add_parser(
+        "rollout", help="roll checkpoints out on a dataset split; write netCDF and plots",
+        description="Roll checkpoints (or a deep-ensemble folder) out on a dataset split. Results stream into "
+                    "OUT.partial step by step and replace OUT only when complete; rerunning a killed rollout "
+                    "continues it. Prints a summary: errors per step with the copy-the-input baseline, "
+                    "correlation times (censored ones flagged), and for ensembles CRPS, spread-skill, "
+                    "coverage, reliability and the rank histogram.",
+    )
     r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
     r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
     r.add_argument("--data", required=True, help="dataset card name or path")
     r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
-    r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
+    r.add_argument("--samples", type=int, default=1,
+                   help="samples per stochastic model (flow matching, PDE-Refiner, CRPS); a deterministic "
+                        "model is one member whatever this says")
     r.add_argument("--trajectories", type=int, default=None, help="first N trajectories (default all)")
-    r.add_argument("--start", type=int, default=0, help="stored frame the rollouts start from")
+    r.add_argument("--start", type=int, default=0,
+                   help="stored frame where the history window starts (default 0, the first); t = 0 of the "
+                        "rollout is frame start + (history - 1) x time_step. The summary's nmse_copy_* "
+                        "(copying the initial state) tells how hard the start is")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="trajectories rolled out at once (default all); memory grows with it, not with --steps")
     r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")

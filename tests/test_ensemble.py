@@ -118,6 +118,11 @@ def test_bad_ensembles_are_refused_by_name(spec, tmp_path):
         load_models([ckpt, ckpt])
 
 
+def test_rollout_needs_checkpoints_or_an_ensemble(synthetic_card):
+    with pytest.raises(SystemExit, match="give --ckpt .* and/or --ensemble DIR"):
+        main(["rollout", "--data", str(synthetic_card)])
+
+
 @pytest.mark.slow
 def test_ensemble_command_trains_distinct_members_and_resumes(synthetic_card, tmp_path):
     """Two members; the second crashes the first time. The first is kept, the rerun trains only

@@ -1,7 +1,8 @@
 """Evaluate trained surrogates by long rollouts on a dataset split: what ``sciflow rollout`` runs.
 
 Checkpoints -> ensemble -> :func:`sciflow.rollout.rollout` over the chosen trajectories ->
-:class:`sciflow.results.RolloutCollector` -> netCDF file, plots and a summary.
+:class:`sciflow.results.RolloutCollector` -> netCDF file (streamed, atomic, resumable), plots
+and a summary.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def run_rollout(
         split: ``train``, ``valid`` or ``test``.
         trajectories: indices into the split (default all).
         steps: model steps (default as many as every chosen trajectory allows).
-        samples: stochastic samples per model.
+        samples: samples per stochastic model (a deterministic model is one member whatever
+            this says; see :func:`~sciflow.rollout.member_table`).
         start: stored frame where the history window starts; the first ``h`` frames at the
             model's time step are the initial condition, the last of them is t = 0.
         seed, blowup, project, max_batch: passed to :func:`~sciflow.rollout.rollout`.

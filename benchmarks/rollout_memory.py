@@ -1,8 +1,9 @@
 """Memory of streamed rollouts: peak resident memory against the number of steps and trajectories.
 
 Each measurement runs ``sciflow.evaluate.run_rollout`` in a fresh process on cavity-sized states
-(u, v, p on 64 x 64) and reports the growth of the process's peak resident memory (``ru_maxrss``)
-over its resident memory just before the rollout (torch, the model and the data layer loaded). The
+(u, v, p on 64 x 64) and reports the growth of the process's peak resident memory
+over its resident memory just before the rollout (torch, the model and the data layer loaded;
+the kernel's high-water mark ``VmHWM`` reset there through ``/proc/self/clear_refs``). The
 data are smooth synthetic fields with long trajectories (1001 frames), written once under
 ``runs/bench_rollout_memory/``; the model is an untrained FNO (its weights do not change what is
 held in memory). What a collector that kept the whole rollout would hold is shown alongside:
@@ -32,23 +33,25 @@ CASES = [(10, 10, 100), (10, 10, 1000), (20, 10, 100), (20, 20, 100)]
 OPERATOR = {"class_path": "fno", "init_args": {"width": 12, "modes": 8, "n_layers": 2}}
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import torch
 torch.set_num_threads(1)
 from sciflow.evaluate import run_rollout
 from sciflow.ensemble import load_models
 ckpt, card, out, n, batch, steps = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7])
 load_models([ckpt])
-def rss():
+def status(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-before = rss()
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+# reset the high-water mark: ru_maxrss would still hold the parent's from before exec
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS")
 t0 = time.process_time()
 ds, _ = run_rollout([ckpt], card, out=out, trajectories=list(range(n)), batch_size=batch, steps=steps,
                     plots=False, progress=False)
 ds.close()
-print(json.dumps({"rss_before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "cpu_seconds": time.process_time() - t0}))
+print(json.dumps({"rss_before": before, "peak": status("VmHWM"), "cpu_seconds": time.process_time() - t0}))
 """
 
 

@@ -139,9 +139,11 @@ def test_ensemble_command_trains_distinct_members_and_resumes(synthetic_card, tm
     assert [m["status"] for m in manifest["members"]] == ["done", "pending"]
     first = out / manifest["members"][0]["checkpoint"]
     stamp = first.stat().st_mtime_ns
-    again = sciflow("ensemble", "--config", str(cfg), "--members", "2", "--out", str(out))
+    # the rerun as parallel processes (here one is left): each member logs to its own file
+    again = sciflow("ensemble", "--config", str(cfg), "--members", "2", "--out", str(out), "--parallel", "2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "1 trained, 1 to train" in again.stdout
+    assert (out / "member_1" / "fit.log").stat().st_size > 0
     assert first.stat().st_mtime_ns == stamp  # the finished member was not retrained
     manifest = json.loads((out / "ensemble.json").read_text())
     assert [m["seed"] for m in manifest["members"]] == member_seeds(0, 2)

@@ -56,7 +56,8 @@ def summarize(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS) -> dict[
       squared spread and skill) and ``spread_skill_last``; ``coverage_<level>_mean`` /
       ``_last`` and ``interval_width_<level>_mean``; ``reliability`` (observed frequency at each
       of ``reliability_levels``, pooled over trajectories and steps ``1..T``) and
-      ``calibration_error`` (its RMS gap to the diagonal); ``rank_histogram`` pooled likewise;
+      ``calibration_error`` (its RMS gap to the diagonal); ``rank_histogram`` pooled likewise
+      (over the steps and trajectories where every member is alive);
       ``sample_decorrelation_time_<th>`` (and ``_censored``).
 
     Means do not skip NaN: a trajectory whose members all blew up (or, for ensemble scores, with

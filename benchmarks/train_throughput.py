@@ -43,10 +43,10 @@ class _StepTimer(L.Callback):
         self.t1 = time.perf_counter()
 
 
-def lightning_rate(dm: SciflowData, steps: int, warmup: int, seed: int) -> float:
+def lightning_rate(dm: SciflowData, steps: int, warmup: int, seed: int, operator: dict = OPERATOR) -> float:
     """Samples per second of `sciflow fit`'s path: Surrogate in a Lightning Trainer (validation off)."""
     torch.manual_seed(seed)
-    model = Surrogate(OPERATOR, lr=1e-3, data_spec=dm.spec)
+    model = Surrogate(operator, lr=1e-3, data_spec=dm.spec)
     timer = _StepTimer(warmup)
     trainer = L.Trainer(
         max_steps=warmup + steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -9,55 +9,12 @@ around library functions a notebook can call directly.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-
-
-# -- training commands (LightningCLI) ---------------------------------------------------------------
-
-def lightning_main(argv: list[str]) -> None:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningCLI
-
-    from sciflow.data.datamodule import SciflowData
-    from sciflow.surrogate import Surrogate
-
-    class SciflowCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
-            parser.link_arguments("data", "model.data_spec", compute_fn=lambda dm: dm.spec, apply_on="instantiate")
-            # Two checkpoint callbacks: `checkpoint` keeps last.ckpt up to date (every epoch, and
-            # every N steps when asked) so a killed run resumes with `--ckpt_path last`; `best`
-            # keeps the checkpoint with the lowest validation NMSE. They are separate because a
-            # monitored callback cannot save before the first validation.
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.add_lightning_class_args(ModelCheckpoint, "best")
-            parser.link_arguments("checkpoint.dirpath", "best.dirpath")
-            parser.set_defaults({
-                "checkpoint.save_last": True,
-                "checkpoint.save_top_k": 0,
-                "best.monitor": "val/nmse",
-                "best.mode": "min",
-                "best.filename": "best",
-                "best.save_last": False,
-            })
-
-    # wandb, when a config picks it, stays offline unless the user says otherwise
-    os.environ.setdefault("WANDB_MODE", "offline")
-    SciflowCLI(
-        Surrogate, SciflowData,
-        args=None if argv == sys.argv[1:] else argv,
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": "runs", "name": "default"}},
-            "accelerator": "auto",
-        },
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-        parser_kwargs={"prog": f"sciflow {argv[0] if argv else ''}".strip()},
-    )
+DEBUG_FLAG = "--debug"
+THREADS_HELP = "torch CPU threads (default: the cores not busy with other work; OMP_NUM_THREADS also sets it)"
 
 
 # -- data commands ------------------------------------------------------------------------------------
@@ -129,7 +86,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
+    from sciflow.threads import configure_threads
 
+    configure_threads(args.threads)
     if not args.ckpt and not args.ensemble:
         raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
     try:
@@ -162,7 +121,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sciflow.demo import run_demo
+    from sciflow.threads import configure_threads
 
+    configure_threads(args.threads)
     run_demo(out=args.out, quick=args.quick)
     return 0
 
@@ -170,6 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sciflow", description="Train neural PDE surrogates and roll them out with uncertainty.",
+        epilog=f"{DEBUG_FLAG}: show the full traceback of an error (fit, validate, test).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
@@ -220,8 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
     r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
-    r.add_argument("--data", required=True, help="dataset card name or path")
-    r.add_argument("--root", default=None, help="dataset folder (default: the card's)")
+    # named as in `sciflow fit` (--data.card, --data.root); --data and --root are kept as aliases
+    r.add_argument("--data.card", "--data", dest="data", required=True, metavar="CARD",
+                   help="dataset card name or path, as `sciflow fit --data.card` (alias: --data)")
+    r.add_argument("--data.root", "--root", dest="root", default=None, metavar="DIR",
+                   help="dataset folder (default: the card's), as `sciflow fit --data.root` (alias: --root)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
     r.add_argument("--samples", type=int, default=1,
@@ -238,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
 
@@ -265,15 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--quick", action="store_true", help="a much smaller run (seconds), for smoke tests")
+    d.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     d.set_defaults(fn=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        lightning_main(argv)
-        return 0
+        from sciflow.cli_train import run
+
+        return run(argv, debug=debug)
     args = build_parser().parse_args(argv)
     return int(args.fn(args) or 0)
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from sciflow.checkpoints import Checkpoint
 from sciflow.data.card import load_card
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.format import atomic_path
@@ -93,7 +93,8 @@ def run_demo(
         default_root_dir=out,
         logger=CSVLogger(out, name="logs", version=""),
         callbacks=[
-            ModelCheckpoint(
+            # best.ckpt by validation NMSE, last.ckpt after every epoch; a rerun overwrites both
+            Checkpoint(
                 dirpath=ckpt_dir, filename="best", monitor="val/nmse", mode="min", save_last=True
             )
         ],

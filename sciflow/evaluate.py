@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 
 import sciflow
+from sciflow.checkpoints import CardMismatchWarning
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
 from sciflow.ensemble import load_models, member_checkpoints
@@ -34,10 +35,6 @@ from sciflow.plots import (
 from sciflow.results import DEFAULT_SCORES, RolloutCollector, Score, summarize
 from sciflow.rollout import Projection, member_table, rollout
 from sciflow.surrogate import Surrogate
-
-
-class CardMismatchWarning(UserWarning):
-    """A checkpoint was trained on a different version of the dataset card."""
 
 
 def load_ensemble(

@@ -19,8 +19,17 @@ import torch
 from torch import Tensor
 
 import sciflow
+from sciflow.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    read_checkpoint,
+    restore_rng_state,
+    rng_state,
+)
+from sciflow.data.datamodule import ONE_STEP, ROLLOUT
 from sciflow.data.reader import field_groups
 from sciflow.metrics.spatial import grouped_nmse
+from sciflow.rollout import rollout
 from sciflow.steppers import Stepper, build_stepper
 
 
@@ -169,20 +178,19 @@ class Surrogate(L.LightningModule):
             if rank > 0:
                 torch.manual_seed(rank_seed(torch.initial_seed(), rank))
 
-    def on_train_start(self) -> None:
-        # after a resume global_step is restored: no EMA update until the next optimiser step
-        self._ema_step = self.global_step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The EMA moves inside the optimiser step, not in on_train_batch_end: checkpoint callbacks run
+        # before the module's on_train_batch_end, so a checkpoint written there would hold this step's
+        # weights with the previous step's average, and a run resumed from it would drift.
+        self._update_ema(self.global_step + 1)  # global_step counts this step only after the hook
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Once per optimiser step, not per micro-batch: with accumulate_grad_batches = n the
-        # weights change only every n batches, and averaging the same weights n times would
-        # make the EMA decay as decay^n per optimiser step.
-        if self.ema is None or self.global_step == getattr(self, "_ema_step", -1):
+    def _update_ema(self, step: int) -> None:
+        if self.ema is None:
             return
-        self._ema_step = self.global_step
         decay = float(self.hparams.ema_decay)
         # the average starts from the first weights; warm it up so early checkpoints are useful
-        decay = min(decay, (1 + self.global_step) / (10 + self.global_step))
+        decay = min(decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
                 e.lerp_(p.detach(), 1 - decay)
@@ -190,43 +198,65 @@ class Surrogate(L.LightningModule):
                 e.copy_(b)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _evaluate(self, batch: Mapping[str, Tensor], dataloader_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> None:
+        """One-step metrics and/or rollout metrics of an evaluation batch.
+
+        The batch says what it is for (``batch["task"]``, from :class:`~sciflow.data.datamodule.SciflowData`):
+        ``"one_step"`` windows give the one-step NMSE, loss and copy-the-input baseline; ``"rollout"``
+        windows are rolled out ``K = target.shape[1]`` steps by :func:`sciflow.rollout.rollout` and
+        give the mean and last-step rollout NMSE. An untagged batch gets the one-step metrics, and
+        the rollout ones too when its horizon is longer than one step.
+
+        Evaluation draws its own seeded random numbers and leaves the global generators as they
+        were, so validating never changes what training draws next.
+        """
+        tasks = set(batch.get("task") or ())
+        horizon = batch["target"].shape[1]
+        one_step = not tasks or ONE_STEP in tasks
+        roll = ROLLOUT in tasks or (not tasks and horizon > 1)
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(batch_idx)
+            if one_step:
+                self._one_step_metrics(batch, stage)
+            if roll:
+                self._rollout_metrics(batch, stage)
+
+    def _one_step_metrics(self, batch: Mapping[str, Any], stage: str) -> None:
         mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
         hist, target, params = batch["input"], batch["target"], batch["params"]
         B = hist.shape[0]
-        if dataloader_idx == 0:
-            prev, tgt, cond, _ = self._batch(batch)
-            loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
-            pred = self.predict_next(hist, params, mask)
-            self.log(f"{stage}/loss", loss, batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            model_err = self.field_nmse(pred, target[:, 0], mask)  # (B, F)
-            copy_err = self.field_nmse(hist[:, -1], target[:, 0], mask)
-            log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
-            self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
-            if len(self.fields) > 1:
-                for f, name in enumerate(self.fields):
-                    self.log(f"{stage}/nmse_{name}", model_err[:, f].mean(), **log)
-                    self.log(f"{stage}/nmse_copy_{name}", copy_err[:, f].mean(), **log)
-        else:
-            # autoregressive rollout from the window's start (deterministic stepping, seeded)
-            gen = torch.Generator(device=hist.device).manual_seed(0)
-            window = hist
-            errs = []
-            for k in range(target.shape[1]):
-                nxt = self.predict_next(window, params, mask, generator=gen)
-                errs.append(self.field_nmse(nxt, target[:, k], mask).mean(1))
-                window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
-            errs_t = torch.stack(errs, 1).float()  # (B, K)
-            self.log(f"{stage}/rollout_nmse", errs_t.mean(), batch_size=B, add_dataloader_idx=False, sync_dist=True)
-            self.log(f"{stage}/rollout_nmse_last", errs_t[:, -1].mean(), batch_size=B,
-                     add_dataloader_idx=False, sync_dist=True)
+        log = dict(batch_size=B, add_dataloader_idx=False, sync_dist=True)
+        prev, tgt, cond, _ = self._batch(batch)
+        loss = self.inference_stepper.loss(prev, tgt[:, 0], cond, mask)
+        self.log(f"{stage}/loss", loss, **log)
+        pred = self.predict_next(hist, params, mask)
+        model_err = self.field_nmse(pred, target[:, 0], mask)  # (B, F)
+        copy_err = self.field_nmse(hist[:, -1], target[:, 0], mask)
+        self.log(f"{stage}/nmse", model_err.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/nmse_copy", copy_err.mean(), **log)
+        if len(self.fields) > 1:
+            for f, name in enumerate(self.fields):
+                self.log(f"{stage}/nmse_{name}", model_err[:, f].mean(), **log)
+                self.log(f"{stage}/nmse_copy_{name}", copy_err[:, f].mean(), **log)
 
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "val")
+    def _rollout_metrics(self, batch: Mapping[str, Any], stage: str) -> None:
+        mask = batch["mask"] if self.hparams.data_spec["has_mask"] else None
+        hist, target, params = batch["input"], batch["target"], batch["params"]
+        # only NaN/Inf stop a member (blowup=inf): the error of a diverging rollout is part of the score
+        stream = rollout([self], hist, params, target.shape[1], mask=mask, seed=0, blowup=math.inf)
+        errs = torch.stack(
+            [self.field_nmse(s.members[0], target[:, s.index - 1], mask).mean(1) for s in stream], 1
+        ).float()  # (B, K)
+        log = dict(batch_size=hist.shape[0], add_dataloader_idx=False, sync_dist=True)
+        self.log(f"{stage}/rollout_nmse", errs.mean(), **log)
+        self.log(f"{stage}/rollout_nmse_last", errs[:, -1].mean(), **log)
 
-    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "test")
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, batch_idx, "test")
 
     # -- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -248,33 +278,46 @@ class Surrogate(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         spec = self.hparams.data_spec
         checkpoint["sciflow"] = {
+            "format": CHECKPOINT_FORMAT,
             "version": sciflow.__version__,
             "card": spec.get("card"),
             "card_hash": spec.get("card_hash"),
+            "threads": torch.get_num_threads(),
         }
+        # the generators' state, so that a run resumed from here draws what this one would have
+        checkpoint["rng"] = rng_state()
         # neuraloperator modules may put Python objects in the state dict; they must not reach disk
         sd = checkpoint["state_dict"]
         for key in [k for k in sd if k.endswith("_metadata")]:
             del sd[key]
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Surrogate:
-        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model
-        from the constructor arguments stored in it."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        try:
-            hp = dict(ckpt["hyper_parameters"])
-        except KeyError:
-            raise ValueError(f"{path}: not a sciflow checkpoint (no 'hyper_parameters')") from None
-        hp = {k: v for k, v in hp.items() if not k.startswith("_")}
-        # the saved weights replace any warm start, whose file need not exist any more
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
+
+    @staticmethod
+    def constructor_args(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments a checkpoint stores, ready for ``Surrogate(**args)``: internal
+        ``_``-keys dropped, and any warm start (``init_from``) removed, since the saved weights
+        replace it and its file need not exist any more."""
+        hp = {k: v for k, v in dict(ckpt["hyper_parameters"]).items() if not k.startswith("_")}
         stepper = hp.get("stepper")
         if isinstance(stepper, dict) and "init_from" in (stepper.get("init_args") or {}):
             hp["stepper"] = {**stepper, "init_args": {k: v for k, v in stepper["init_args"].items() if k != "init_from"}}
-        model = cls(**hp)
+        return hp
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Surrogate:
+        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model
+        from the constructor arguments stored in it; a file that is missing, corrupt, carries
+        pickled code or is not sciflow's raises :class:`~sciflow.checkpoints.CheckpointError`."""
+        ckpt = read_checkpoint(path, map_location=map_location)
+        model = cls(**cls.constructor_args(ckpt))
         missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
         bad_unexpected = [k for k in unexpected if not k.endswith("_metadata")]
         if missing or bad_unexpected:
-            raise ValueError(f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}")
+            raise CheckpointError(
+                f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}"
+            )
         model.eval()
         return model

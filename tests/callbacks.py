@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
-
-
-class KillAtStep(L.Callback):
-    """Kill the process abruptly (no cleanup, like SIGKILL) once ``step`` optimiser steps are done."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        if trainer.global_step >= self.step:
-            os._exit(17)
 
 
 class RecordWeights(L.Callback):
@@ -47,3 +35,14 @@ class PoisonLoss(L.Callback):
             with torch.no_grad():
                 for p in pl_module.stepper.parameters():
                     p.fill_(float("nan"))
+
+
+class FailOnRank(L.Callback):
+    """Raise on one DDP rank once ``step`` optimiser steps are done (a rank failing mid-run)."""
+
+    def __init__(self, rank: int, step: int):
+        self.rank, self.step = rank, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        if trainer.global_rank == self.rank and trainer.global_step >= self.step:
+            raise RuntimeError(f"injected failure on rank {self.rank} at step {trainer.global_step}")

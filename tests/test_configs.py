@@ -1,16 +1,19 @@
 """The experiment configs in ``configs/``: each one parses and trains for two steps through
 ``sciflow fit`` on a tiny stand-in of its dataset, writing its logs and checkpoints where it says;
-the cavity operator configs share one training budget at comparable parameter counts.
+the checkpoint file it wrote then serves ``validate``, ``test`` and a resumed ``fit``
+(``--ckpt_path FILE``); the cavity operator configs share one training budget at comparable
+parameter counts; the README's training commands run as written.
 
 The stand-in dataset has the card's fields, parameters, time step and periodicity on a 16-point
-grid per axis, written with the data layer's writer, so no solver runs in these tests. Configs that
-another test file names are left to that test.
+grid per axis, written with the data layer's writer, so no solver runs in these tests.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,14 +34,15 @@ CAVITY_OPERATORS = ("fno", "unet", "factformer", "ifactformer")
 VECTOR_FIELDS = {"velocity"}
 
 
-def _covered_elsewhere(config: Path) -> bool:
-    """Whether another test file names this config (then that test trains it)."""
-    here = Path(__file__).resolve()
-    return any(config.name in p.read_text() for p in (REPO / "tests").rglob("test_*.py") if p.resolve() != here)
-
-
 ALL_CONFIGS = sorted(CONFIGS.glob("*.yaml"))
-UNCOVERED = [p for p in ALL_CONFIGS if not _covered_elsewhere(p)]
+# tiny-run overrides: one epoch of two batches, so that the epoch-end validation runs too
+TINY_RUN = [
+    "--data.batch_size", "2", "--data.rollout_steps", "2", "--data.num_workers", "0",
+    "--trainer.limit_train_batches", "2", "--trainer.log_every_n_steps", "1",
+    "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+    "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--threads", "1",
+]
 
 
 def load_config(path: Path) -> dict:
@@ -108,24 +112,20 @@ def _run_dirs(cfg: dict, cwd: Path) -> tuple[Path | None, Path]:
     return logs, (cwd / dirpath if dirpath else cwd)
 
 
-@pytest.mark.parametrize("config", UNCOVERED, ids=[p.stem for p in UNCOVERED])
-def test_config_trains_two_steps(config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("config", ALL_CONFIGS, ids=[p.stem for p in ALL_CONFIGS])
+def test_config_trains_and_resumes_from_a_checkpoint_file(config, tmp_path, monkeypatch):
     cfg = load_config(config)
     card = tiny_dataset(cfg.get("data", {}).get("card", "cavity"), tmp_path / "data")
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # the config's relative run folders land here
     monkeypatch.setattr(sys, "argv", ["sciflow"])  # pytest's own arguments are not the CLI's
-    sciflow_main([
-        "fit", "--config", str(config), "--data.card", str(card), "--data.batch_size", "2",
-        "--data.rollout_steps", "2", "--data.num_workers", "0",
-        # one epoch of two batches, so that the epoch-end validation runs too
-        "--trainer.max_steps", "2", "--trainer.limit_train_batches", "2", "--trainer.log_every_n_steps", "1",
-        "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
-        "--trainer.num_sanity_val_steps", "0",
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-    ])
+
+    def sciflow(command: str, *extra: str) -> None:
+        rc = sciflow_main([command, "--config", str(config), "--data.card", str(card), *TINY_RUN, *extra])
+        assert rc == 0, f"sciflow {command} --config {config.name} {' '.join(extra)} exited {rc}"
+
+    sciflow("fit", "--trainer.max_steps", "2")
     logs, ckpts = _run_dirs(cfg, work)
     found = sorted(ckpts.rglob("last.ckpt"))
     assert found, f"{config.name}: no last.ckpt under {ckpts}"
@@ -133,15 +133,55 @@ def test_config_trains_two_steps(config, tmp_path, monkeypatch):
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["global_step"] == 2, f"{config.name}: trained {ckpt['global_step']} steps, expected 2"
     assert ckpt["hyper_parameters"]["operator"] == cfg["model"]["operator"]
-    if logs is None:
-        return
-    metrics = sorted(logs.rglob("metrics.csv"))  # version_N/metrics.csv, or directly with version ""
-    assert metrics, f"{config.name}: no CSV log under {logs}"
-    with metrics[-1].open() as f:
-        rows = list(csv.DictReader(f))
-    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
-    assert losses and all(np.isfinite(losses)), f"{config.name}: train losses {losses}"
-    assert any(r.get("val/nmse") for r in rows), f"{config.name}: validation did not run"
+    if logs is not None:
+        metrics = sorted(logs.rglob("metrics.csv"))  # version_N/metrics.csv, or directly with version ""
+        assert metrics, f"{config.name}: no CSV log under {logs}"
+        with metrics[-1].open() as f:
+            rows = list(csv.DictReader(f))
+        losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+        assert losses and all(np.isfinite(losses)), f"{config.name}: train losses {losses}"
+        assert any(r.get("val/nmse") for r in rows), f"{config.name}: validation did not run"
+    # the file serves validate and test, and a resumed fit continues from it (registry short names
+    # in the stored hyperparameters included)
+    sciflow("validate", "--ckpt_path", str(last))
+    sciflow("test", "--ckpt_path", str(last))
+    sciflow("fit", "--ckpt_path", str(last), "--trainer.max_steps", "3", "--trainer.limit_train_batches", "3")
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+
+
+def readme_commands() -> list[str]:
+    """The `sciflow fit|test|rollout` lines of the README's training section."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Train on your own data"):text.index("## GPUs and several nodes")]
+    lines = [ln.split("#")[0].strip() for ln in section.splitlines()]
+    return [ln for ln in lines if ln.startswith(("sciflow fit", "sciflow test", "sciflow rollout"))]
+
+
+def test_readme_training_commands_run_as_written(tmp_path, monkeypatch):
+    """Each command of the README's "Train on your own data" section, with only a tiny dataset and
+    tiny-run options appended: train, resume with `--ckpt_path last`, test `best.ckpt`, roll out."""
+    commands = readme_commands()
+    fit, fresh_card, resume, test, rollout, ensemble = commands
+    assert fit == "sciflow fit --config configs/cavity_fno.yaml"
+    assert resume == fit + " --ckpt_path last"
+    assert test.startswith("sciflow test --config configs/cavity_fno.yaml --ckpt_path runs/cavity_fno/checkpoints/best.ckpt")
+    assert "--data.card" in fresh_card and "--data.card" in rollout and "--data.card" in ensemble
+    card = tiny_dataset("cavity", tmp_path / "data")
+    work = tmp_path / "work"
+    shutil.copytree(CONFIGS, work / "configs")
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["sciflow"])
+    tiny = ["--data.card", str(card), *TINY_RUN]
+    for command, extra in ((fit, ["--trainer.max_steps", "2"]),
+                           (resume, ["--trainer.max_steps", "3", "--trainer.limit_train_batches", "3"]),
+                           (test, [])):
+        assert sciflow_main(shlex.split(command)[1:] + tiny + extra) == 0, command
+    assert torch.load("runs/cavity_fno/checkpoints/last.ckpt", weights_only=True)["global_step"] == 3
+    args = shlex.split(rollout)[1:]
+    args[args.index("--data.card") + 1] = str(card)
+    args[args.index("--steps") + 1] = "2"
+    assert sciflow_main([*args, "--no-plots", "--threads", "1"]) == 0, rollout
+    assert Path(args[args.index("--out") + 1]).is_file()
 
 
 def _cavity_configs() -> dict[str, dict]:

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import os
+import warnings
 from functools import cached_property
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from sciflow.data.card import DatasetCard, load_card
+from sciflow.data.sampler import EpochSampler
 from sciflow.data.stats import Stats, load_or_compute_stats
 from sciflow.data.trajectories import Trajectories, Windows, split_files
+
+# What an evaluation batch is for; carried in each item as "task" so the model needs no loader index.
+ONE_STEP, ROLLOUT = "one_step", "rollout"
+
+
+class Tagged(Dataset):
+    """Items of ``dataset`` with ``"task": task`` added (collated into a list of strings)."""
+
+    def __init__(self, dataset: Dataset, task: str):
+        self.dataset, self.task = dataset, task
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.dataset[i], "task": self.task}
 
 
 class SciflowData(L.LightningDataModule):
@@ -27,6 +46,13 @@ class SciflowData(L.LightningDataModule):
         rollout_steps: model steps of the validation / test rollouts (from the first frame).
         batch_size, num_workers: loader settings (workers open their own HDF5 handles).
         max_windows_per_trajectory: cap on training windows per trajectory (quick runs).
+        seed: seed of the training order (epoch ``e`` is shuffled by ``(seed, e)`` alone);
+            default the run's ``seed_everything`` value (``PL_GLOBAL_SEED``), else 0.
+
+    Evaluation items carry ``"task"``: ``"one_step"`` (every window, one step ahead) or
+    ``"rollout"`` (the first window of each trajectory, ``rollout_steps`` ahead). The training
+    order's position is part of the checkpoint (:meth:`state_dict`), so a run resumed in the
+    middle of an epoch trains on the same batches as an uninterrupted one.
     """
 
     def __init__(
@@ -41,6 +67,7 @@ class SciflowData(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         max_windows_per_trajectory: int | None = None,
+        seed: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -54,6 +81,9 @@ class SciflowData(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_windows = max_windows_per_trajectory
+        self.seed = seed
+        self._resume: dict[str, int] | None = None
+        self._train_sampler: EpochSampler | None = None
 
     # -- data ----------------------------------------------------------------------------------
     def trajectories(self, split: str) -> Trajectories:
@@ -99,27 +129,74 @@ class SciflowData(L.LightningDataModule):
         if stage in (None, "test"):
             self.test_sets = self._eval_sets("test")
 
-    def _eval_sets(self, split: str) -> list[Windows]:
+    def _eval_sets(self, split: str) -> list[Tagged]:
         tr = self.trajectories(split)
         one_step = Windows(tr, self.history, 1, self.time_step, stride=self.time_step)
         rollout = Windows(tr, self.history, self.rollout_steps, self.time_step, stride=1,
                           max_windows_per_trajectory=1)
-        return [one_step, rollout]
+        return [Tagged(one_step, ONE_STEP), Tagged(rollout, ROLLOUT)]
 
-    def _loader(self, ds: Windows, shuffle: bool) -> DataLoader:
+    @property
+    def order_seed(self) -> int:
+        """Seed of the training order (see ``seed``)."""
+        return int(self.seed if self.seed is not None else os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _loader(self, ds: Dataset, sampler: EpochSampler | None = None) -> DataLoader:
+        # A private generator: drawing the loader's worker seed must not advance the global torch
+        # generator, or runs that validate a different number of times would train differently.
         return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0, drop_last=False,
+            generator=torch.Generator().manual_seed(self.order_seed),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed, resume = self.order_seed, None
+        if self._resume:
+            seed = int(self._resume.get("seed", seed))
+            if int(self._resume.get("batch_size", self.batch_size)) != self.batch_size:
+                warnings.warn(
+                    f"resuming with batch_size {self.batch_size}, the checkpoint's run used "
+                    f"{self._resume['batch_size']}: its interrupted epoch restarts from the beginning",
+                    stacklevel=2,
+                )
+            else:
+                resume = (int(self._resume["epoch"]), int(self._resume["batches"]) * self.batch_size)
+            self._resume = None
+        self._train_sampler = EpochSampler(self.train_set, seed=seed, shuffle=True, num_replicas=world,
+                                           rank=rank, resume=resume)
+        if resume is not None:
+            # Lightning creates the resumed epoch's iterator before it sets the sampler's epoch, and
+            # loader workers fetch indices at once: the sampler must already stand in that epoch
+            self._train_sampler.set_epoch(resume[0])
+        return self._loader(self.train_set, self._train_sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(ds, shuffle=False) for ds in self.val_sets]
+        return [self._loader(ds) for ds in self.val_sets]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(ds, shuffle=False) for ds in self.test_sets]
+        return [self._loader(ds) for ds in self.test_sets]
+
+    # -- resuming ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training order stands, saved in each checkpoint: its seed, the epoch, and the
+        batches of that epoch already trained (Lightning's count of processed batches)."""
+        trainer = getattr(self, "trainer", None)
+        if self._train_sampler is None or trainer is None:
+            return {}
+        epoch = int(self._train_sampler.epoch)
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        if done >= trainer.num_training_batches:  # the epoch is over: a resumed run starts the next one
+            epoch, done = epoch + 1, 0
+        return {"seed": int(self._train_sampler.seed), "epoch": epoch, "batches": done,
+                "batch_size": int(self.batch_size)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the order of a checkpointed run: the next training loader skips the batches
+        its interrupted epoch had already trained."""
+        self._resume = dict(state_dict) if state_dict else None
 
     def __repr__(self) -> str:
         return f"SciflowData(card={self.card.name!r}, root={os.fspath(self.root)!r})"

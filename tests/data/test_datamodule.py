@@ -43,8 +43,10 @@ def test_loaders(synthetic_card):
     assert len(rollout.dataset) == 2
     rb = next(iter(rollout))
     assert rb["target"].shape == (2, 3, 3, 16, 16) and rb["t0"].tolist() == [0, 0]
+    # each batch says what it is for, so the model needs no loader index
+    assert rb["task"] == ["rollout", "rollout"] and set(next(iter(one_step))["task"]) == {"one_step"}
     # rollout targets are every time_step-th frame after the history
-    traj = rollout.dataset.traj
+    traj = rollout.dataset.dataset.traj
     full = torch.from_numpy(traj.read(0))
     torch.testing.assert_close(rb["input"][0], full[[0, 2]])
     torch.testing.assert_close(rb["target"][0], full[[4, 6, 8]])

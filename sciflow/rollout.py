@@ -47,6 +47,7 @@ class Step:
         time: ``k * dt`` in seconds.
         members: ``(M, B, C, *S)`` states in physical units, model-major; member ``m`` comes
             from model and sample ``member_table(models, samples)[m]``.
+            float32, or the dtype of the ``project`` hook's output.
         alive: ``(M, B)`` bool; False once a member blew up (its values are NaN from then on).
     """
 
@@ -142,7 +143,14 @@ def rollout(
             ``max_batch``) gives the same members.
         project: ``project(members (M, B, C, *S), k) -> members``, applied to each step's members
             after the blow-up check and before they are fed back (conservation projection).
-            Stopped members are NaN when it sees them and are set back to NaN afterwards.
+            Stopped members are NaN when it sees them and are set back to NaN afterwards. The
+            members it returns are yielded in its dtype (float64 keeps a law that holds to
+            round-off) and fed back to the models in float32. When it has a method
+            ``sampler(k, member (N,), batch (N,))`` returning a function of states
+            ``(N, C, *S) -> (N, C, *S)`` (or None), that function is passed as
+            ``predict_next(..., project=fn)`` for the rows of those members and batch elements,
+            so that a generative stepper projects inside its sampler
+            (:class:`sciflow.constraints.ConservationProjection`).
         blowup: a member stops when its state has a NaN/Inf or exceeds ``blowup`` times the
             largest ``|initial|`` of a channel (see :func:`blowup_limit`).
         progress: show a tqdm bar over steps.
@@ -240,20 +248,28 @@ def _advance(
     ``(members (M, B, C, *S), alive (M, B))``. Kept out of the generator body so that no-grad
     mode never leaks to the consumer across a ``yield``."""
     B = alive.shape[1]
+    sampler = getattr(project, "sampler", None)
     outs = []
-    for model, window, gen, n, (p, msk) in zip(models, windows, generators, counts, conds):
+    offsets = [sum(counts[:i]) for i in range(len(counts))]  # first member of each model
+    for i, (model, window, gen, n, (p, msk)) in enumerate(zip(models, windows, generators, counts, conds)):
         N = window.shape[0]
         chunk = N if max_batch is None else max_batch
         dev = gen.device
-        parts = [
-            model.predict_next(
+        parts = []
+        for a in range(0, N, chunk):
+            extra = {}
+            if sampler is not None:
+                rows = torch.arange(a, min(a + chunk, N))  # row = sample * B + batch element
+                fn = sampler(k, offsets[i] + rows // B, rows % B)
+                if fn is not None:
+                    extra["project"] = fn
+            parts.append(model.predict_next(
                 window[a : a + chunk].to(dev),
                 p[a : a + chunk].to(dev),
                 None if msk is None else msk[a : a + chunk].to(dev),
                 generator=gen,
-            )
-            for a in range(0, N, chunk)
-        ]
+                **extra,
+            ))
         nxt = torch.cat(parts).to(device=alive.device, dtype=torch.float32)
         outs.append(nxt.reshape(n, B, *nxt.shape[1:]))
     members = torch.cat(outs)  # (M, B, C, *S)
@@ -284,13 +300,15 @@ def _advance(
                 f"rollout: project returned {getattr(projected, 'shape', type(projected))}, expected the "
                 f"members' shape {tuple(members.shape)}"
             )
-        members = projected.to(members.dtype).masked_fill(dead_view, float("nan"))
+        # kept in the projection's dtype: a float64 law that holds to round-off would not in float32
+        members = projected.masked_fill(dead_view, float("nan"))
 
     # feed back: stopped members carry zeros (finite) so they cannot disturb batched operators
     fed = members.masked_fill(dead_view, 0.0)
     first = 0
     for i, n in enumerate(counts):
         new = fed[first : first + n].reshape(n * B, 1, *members.shape[2:])
+        new = new.to(windows[i].dtype)
         windows[i] = torch.cat([windows[i][:, 1:], new], dim=1)
         first += n
     return members, alive

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -140,11 +140,33 @@ class Surrogate(L.LightningModule):
 
     @torch.no_grad()
     def predict_next(self, history: Tensor, params: Tensor, mask: Tensor | None = None, *,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None,
+                     project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """One model step in physical units: ``history (B, h, C, *S)``, ``params (B, P)`` ->
-        ``(B, C, *S)``."""
+        ``(B, C, *S)``.
+
+        ``project`` (physical states ``(B, C, *S)`` -> projected, float64) is applied inside a
+        generative stepper's sampler (:meth:`~sciflow.steppers.generative.Generative.step`);
+        the normalisation around it is done in float64, so the only inexactness left is the
+        float32 state the sampler carries."""
         z = self.normalize(history, mask)
-        out = self.inference_stepper.step(z, self.normalize_params(params), mask, generator=generator)
+        stepper = self.inference_stepper
+        extra = {}
+        if project is not None:
+            if not getattr(stepper, "projects_in_sampler", False):
+                raise ValueError(
+                    f"{type(stepper).__name__} cannot project inside its sampler; project its output "
+                    f"instead (a post-hoc projection: method 'hardc' or 'probconserv')"
+                )
+            mean, std = self.mean.double(), self.std.double()
+
+            def in_normalised(state: Tensor) -> Tensor:
+                u = project(state.double() * std + mean)
+                out = ((u - mean) / std).to(state.dtype)
+                return out if mask is None else out * self._mask_like(mask, out)
+
+            extra["project"] = in_normalised
+        out = stepper.step(z, self.normalize_params(params), mask, generator=generator, **extra)
         return self.denormalize(out, mask)
 
     # -- training ------------------------------------------------------------------------------------

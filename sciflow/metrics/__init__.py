@@ -6,7 +6,12 @@ to) and returns per-sample float64 values, so a rollout can stream one step at a
 callers average as they like.
 """
 
-from sciflow.metrics.conservation import conservation_error, integral, trapezoid_weights
+from sciflow.metrics.conservation import (
+    cell_average_weights,
+    conservation_error,
+    integral,
+    trapezoid_weights,
+)
 from sciflow.metrics.probabilistic import (
     calibration_error,
     crps_cells,
@@ -37,6 +42,7 @@ from sciflow.metrics.temporal import (
 __all__ = [
     "DecorrelationTracker",
     "calibration_error",
+    "cell_average_weights",
     "conservation_error",
     "crps_cells",
     "crps_ensemble",

@@ -52,6 +52,16 @@ def trapezoid_weights(
     return w
 
 
+def cell_average_weights(shape: int | Sequence[int], spacing: float | Sequence[float]) -> Tensor:
+    """Weights that integrate cell averages exactly: ``h`` per cell (``prod h`` in 2D), ``(*shape)``.
+
+    Stored finite-volume data (the CFD cards, the GPME cards) are cell averages, whose integral is
+    the plain sum times the cell size, with no half weights at the ends. These are the same
+    numbers as the periodic trapezoid rule, whose grid also has no repeated end point.
+    """
+    return trapezoid_weights(shape, spacing, periodic=True)
+
+
 def integral(u: Tensor, weights: Tensor) -> Tensor:
     """Quadrature of ``u: (*lead, *S)`` with ``weights: (*S)``: ``(*lead)`` float64."""
     x = torch.as_tensor(u).to(torch.float64)
@@ -89,4 +99,4 @@ def conservation_error(
         ) from None
 
 
-__all__ = ["conservation_error", "integral", "trapezoid_weights"]
+__all__ = ["cell_average_weights", "conservation_error", "integral", "trapezoid_weights"]

@@ -12,7 +12,13 @@ PROBLEMS: dict[str, str] = {
     "cavity": "sciflow.solvers.cavity:Cavity",
     "cylinder": "sciflow.solvers.cylinder:Cylinder",
     "dam": "sciflow.solvers.dam:Dam",
+    "heat": "sciflow.solvers.gpme:Heat",
+    "heat_fv": "sciflow.solvers.gpme:HeatFV",
     "ks": "sciflow.solvers.ks:KS",
+    "pme": "sciflow.solvers.gpme:PorousMedium",
+    "pme_fv": "sciflow.solvers.gpme:PorousMediumFV",
+    "stefan": "sciflow.solvers.gpme:Stefan",
+    "stefan_fv": "sciflow.solvers.gpme:StefanFV",
     "tube": "sciflow.solvers.tube:Tube",
 }
 

@@ -86,6 +86,8 @@ class Generative(Stepper):
     state_inputs = 1
     extra_cond = 1
     stochastic = True
+    #: whether :meth:`sample` takes a ``project`` (a constraint applied inside the sampler)
+    projects_in_sampler = False
 
     def __init__(self, operator: Mapping[str, Any], *, init_from: str | None = None, **sizes: Any):
         super().__init__(operator, **sizes)
@@ -141,9 +143,14 @@ class Generative(Stepper):
         return self.masked_mse(self.predict(prev, cond, mask, x, c), want, mask)
 
     def step(self, prev: Tensor, cond: Tensor | None = None, mask: Tensor | None = None, *,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None,
+             project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Sample the next state ``(B, C, *S)``; ``generator`` draws all the noise (None: the
-        global RNG), so a seeded generator reproduces the sample."""
+        global RNG), so a seeded generator reproduces the sample.
+
+        ``project`` (a normalised next state ``(B, C, *S)`` -> its projection onto a constraint)
+        is applied inside the sampler by variants with ``projects_in_sampler``; it is handed to
+        :meth:`sample` as a function of the operator's target (see ``target_of``)."""
         B = prev.shape[0]
         zeros = prev.new_zeros(B, *prev.shape[2:])
 
@@ -156,7 +163,16 @@ class Generative(Stepper):
             z = torch.randn(zeros.shape, generator=generator, device=where, dtype=zeros.dtype)
             return self.fluid(z.to(zeros.device), mask)
 
-        y = self.sample(predict, noise, zeros)
+        if project is None:
+            y = self.sample(predict, noise, zeros)
+        elif not self.projects_in_sampler:
+            raise ValueError(f"{type(self).__name__} cannot project inside its sampler")
+        else:
+            def project_target(y: Tensor) -> Tensor:
+                # the law holds on the state; the sampler moves in the target's (affine) space
+                return self.fluid(self.target_of(prev, project(self.state_of(prev, y, mask))), mask)
+
+            y = self.sample(predict, noise, zeros, project=project_target)
         return self.state_of(prev, y, mask)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from sciflow.metrics import conservation_error, integral, trapezoid_weights
+from sciflow.metrics import cell_average_weights, conservation_error, integral, trapezoid_weights
 
 
 def test_trapezoid_is_exact_for_linear_functions():
@@ -58,6 +59,18 @@ def test_conservation_error_of_shifted_periodic_field_is_zero():
     torch.testing.assert_close(
         err.flatten(), torch.tensor([0.0, c * length, 2 * c * length], dtype=torch.float64)
     )
+
+
+def test_cell_average_weights_integrate_cell_averages_exactly():
+    """The exact cell averages of x^2 on [0, 1] (not its point values) sum to 1/3 with h per cell,
+    on any number of cells; the trapezoid rule on them does not."""
+    for n in (3, 8, 17):
+        e = np.linspace(0.0, 1.0, n + 1)
+        avg = torch.tensor((e[1:] ** 3 - e[:-1] ** 3) / 3 / np.diff(e))
+        assert float(integral(avg, cell_average_weights(n, 1.0 / n))) == pytest.approx(1 / 3, rel=1e-14)
+        assert abs(float(integral(avg, trapezoid_weights(n, 1.0 / (n - 1)))) - 1 / 3) > 1e-4
+    w = cell_average_weights((4, 3), (0.5, 2.0))
+    assert w.shape == (4, 3) and bool((w == 1.0).all())
 
 
 def test_bad_input_raises():

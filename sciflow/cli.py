@@ -25,17 +25,43 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
     card = load_card(args.card or args.problem)
     files = generate(card, args.subset, args.cases, root=args.out, workers=args.workers, progress=True)
+    if card.kind == "particles":
+        print(f"{len(files)} trajectories in {card.data_dir(args.out)} (train.h5, valid.h5, test.h5, metadata.json)")
+        return 0
     print(f"{len(files)} files in {card.data_dir(args.out) / 'data'}")
     return 0
 
 
+def _check_particles(path: Path, args: argparse.Namespace) -> bool:
+    """Check a particle dataset folder or split file; print the result; True when it is ok."""
+    from sciflow.data.particles import check_particle_path
+
+    report = check_particle_path(path, scan_values=not args.no_values)
+    if not report.ok or not args.quiet:
+        print(f"{'ok  ' if report.ok else 'FAIL'} {path} (particle dataset)")
+    for issue in report.issues:
+        print(f"  {issue}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    return report.ok
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from sciflow.data.check import check_file
+    from sciflow.data.particles import is_particle_path
 
     paths: list[Path] = []
+    n_particle, n_particle_bad = 0, 0
     for p in map(Path, args.files):
+        if is_particle_path(p):  # LagrangeBench's layout: checked as a dataset, not file by file
+            n_particle += 1
+            n_particle_bad += not _check_particles(p, args)
+            continue
         paths += sorted(p.rglob("*.hdf5")) + sorted(p.rglob("*.h5")) if p.is_dir() else [p]
-    n_bad = 0
+    if n_particle and not paths:
+        print(f"{n_particle - n_particle_bad} of {n_particle} particle datasets ok")
+        return 1 if n_particle_bad else 0
+    n_bad = n_particle_bad
     for p in paths:
         issues = check_file(p, scan_values=not args.no_values)
         if issues:
@@ -53,10 +79,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from sciflow.data.particles import is_particle_path, particle_summary
     from sciflow.data.reader import WellFile
 
     for p in args.files:
-        print(WellFile(p).summary())
+        print(particle_summary(p) if is_particle_path(p) else WellFile(p).summary())
     return 0
 
 

@@ -4,6 +4,11 @@ A card names the fields and parameters, where the files live, how to generate th
 parameter sweep per subset, frames, frame spacing) and how cases split into train/valid/test.
 The card is the single source of a sweep: the generator reads it, checkpoints carry its hash.
 
+``kind`` is ``grid`` (the default: dense fields in the Well layout) or ``particles`` (particle
+trajectories in LagrangeBench's layout, :mod:`sciflow.data.particles`; ``fields`` may be left
+out). ``solver`` holds problem settings that are the same for every case (resolution, steps per
+frame) and are passed to the problem's ``simulate``.
+
 Parameter sweeps: ``base`` gives every parameter's baseline value; each subset's ``vary`` maps a
 parameter to either a list of values, ``{linspace: [a, b, n]}``, ``{logspace: [a, b, n]}``
 (cartesian product across parameters), or ``{uniform: [a, b]}`` / ``{loguniform: [a, b]}``
@@ -28,6 +33,9 @@ import numpy as np
 import yaml
 
 SPLITS = ("train", "valid", "test")
+# what a card describes: dense-grid trajectories (the Well layout) or particle trajectories
+# (LagrangeBench's layout, sciflow.data.particles)
+CARD_KINDS = ("grid", "particles")
 # keys a card may carry for readers that the code does not interpret
 DESCRIPTIVE_KEYS = {"boundary_conditions", "notes", "reference", "references", "validation", "source",
                     "skipped", "differences", "units", "imported_from", "generator_notes"}
@@ -73,6 +81,8 @@ class DatasetCard:
     seed: int = 0
     trajectories_per_file: int = 1
     conservation: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "grid"
+    solver: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -269,10 +279,18 @@ def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
 
 def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str | None = None) -> DatasetCard:
     where = str(source) if source else "card"
+    original = dict(raw)
+    raw = dict(raw)
+    kind = raw.setdefault("kind", "grid")
+    if kind not in CARD_KINDS:
+        raise CardError(f"{where}: kind {kind!r} is not one of {list(CARD_KINDS)}")
+    if kind == "particles":
+        raw.setdefault("fields", ["position"])  # a particle sample is positions (and types)
     for key in ("name", "fields"):
         if key not in raw:
             raise CardError(f"{where}: missing key {key!r}")
-    raw = dict(raw)
+    if not isinstance(raw.get("solver", {}), dict):
+        raise CardError(f"{where}: solver: expected a mapping of solver settings, found {raw['solver']!r}")
     frames = raw.pop("frames", {})
     if isinstance(frames, int):
         frames = dict.fromkeys(SPLITS, frames)
@@ -298,7 +316,7 @@ def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str
         split=fractions,
         seed=int(split.get("seed", raw.get("seed", 0))),
         source=source,
-        text=text if text is not None else yaml.safe_dump(raw, sort_keys=True),
+        text=text if text is not None else yaml.safe_dump(original, sort_keys=True),
         extra=extra,
         params=list(raw.get("params", [])),
     )

@@ -19,6 +19,9 @@ PROBLEMS: dict[str, str] = {
     "pme_fv": "sciflow.solvers.gpme:PorousMediumFV",
     "stefan": "sciflow.solvers.gpme:Stefan",
     "stefan_fv": "sciflow.solvers.gpme:StefanFV",
+    "sph_cavity": "sciflow.solvers.sph_cavity:LidDrivenCavity",
+    "sph_dam": "sciflow.solvers.sph_dam:DamBreak",
+    "sph_tgv": "sciflow.solvers.sph_tgv:TaylorGreen",
     "tube": "sciflow.solvers.tube:Tube",
 }
 

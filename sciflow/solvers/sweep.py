@@ -1,7 +1,14 @@
-"""Generate a dataset from its card: simulate every case of a sweep and write Well-layout files.
+"""Generate a dataset from its card: simulate every case of a sweep and write its files.
 
 Resumable: each output file is written atomically, so a file that exists is finished; a rerun
 simulates only the missing ones. Parallel over files with a process pool, with a progress bar.
+
+Grid cards (``kind: grid``) write Well-layout files, ``<root>/data/<split>/<case>.hdf5``.
+Particle cards (``kind: particles``) write one part file per case,
+``<root>/cases/<split>/<case>.h5`` (a one-trajectory split file in LagrangeBench's layout), and
+then gather the parts into ``<root>/{train,valid,test}.h5`` with ``metadata.json``
+(:func:`sciflow.data.particles.assemble_dataset`); the parts stay, so a grown sweep simulates
+only its new cases.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from tqdm.auto import tqdm
 import sciflow
 from sciflow.data.card import SPLITS, CaseSpec, DatasetCard
 from sciflow.data.format import write_cases
+from sciflow.data.particles.assemble import assemble_dataset
+from sciflow.data.particles.format import write_split
 from sciflow.solvers import get_problem
 
 
@@ -39,10 +48,13 @@ def plan(
     n: int | None = None,
     root: str | os.PathLike | None = None,
 ) -> list[FileJob]:
-    """The files a sweep writes: ``<root>/data/<split>/<case or chunk>.hdf5``."""
-    data = card.data_dir(root) / "data"
+    """The files a sweep writes: ``<root>/data/<split>/<case or chunk>.hdf5`` (grid cards) or
+    ``<root>/cases/<split>/<case>.h5`` (particle cards, one case per file)."""
+    particles = card.kind == "particles"
+    data = card.data_dir(root) / ("cases" if particles else "data")
     cases = card.cases(subset, n)
-    per_file = max(1, card.trajectories_per_file)
+    per_file = 1 if particles else max(1, card.trajectories_per_file)
+    suffix = ".h5" if particles else ".hdf5"
     jobs = []
     for split in SPLITS:
         for sub in dict.fromkeys(c.subset for c in cases):
@@ -50,7 +62,7 @@ def plan(
                 (c for c in cases if c.split == split and c.subset == sub), key=lambda c: c.case_id
             )
             if per_file == 1:
-                jobs += [FileJob(data / split / f"{c.case_id}.hdf5", (c,)) for c in group]
+                jobs += [FileJob(data / split / f"{c.case_id}{suffix}", (c,)) for c in group]
             else:
                 for k in range(0, len(group), per_file):
                     chunk = tuple(group[k : k + per_file])
@@ -63,6 +75,8 @@ def plan(
 def run_job(card: DatasetCard, job: FileJob) -> tuple[Path, float]:
     """Simulate the cases of one job and write its file; returns (path, seconds per case)."""
     problem = get_problem(card.problem)
+    if card.kind == "particles":
+        return _run_particle_job(card, job, problem)
     start = time.perf_counter()
     split = job.cases[0].split
     kwargs = {
@@ -93,16 +107,42 @@ def run_job(card: DatasetCard, job: FileJob) -> tuple[Path, float]:
         dataset_name=card.name,
         attrs={
             "dt": float(card.dt),
-            "generator": {
-                "problem": card.problem,
-                "card": card.name,
-                "card_hash": card.hash,
-                "sciflow_version": sciflow.__version__,
-            },
+            "generator": _generator(card),
             "conservation": card.conservation,
         },
     )
     return job.path, elapsed / len(job.cases)
+
+
+def _generator(card: DatasetCard) -> dict[str, str]:
+    return {"problem": card.problem, "card": card.name, "card_hash": card.hash,
+            "sciflow_version": sciflow.__version__}
+
+
+def _run_particle_job(card: DatasetCard, job: FileJob, problem: object) -> tuple[Path, float]:
+    """Simulate one particle case and write it as a one-trajectory part file."""
+    (c,) = job.cases
+    start = time.perf_counter()
+    try:
+        case = problem.simulate(c.params, frames=card.frames_for(c.split), frame_dt=float(card.dt),
+                                seed=c.seed, **card.solver)
+    except (FloatingPointError, ValueError, RuntimeError) as err:
+        raise CaseFailed(f"card {card.name!r}, case {c.case_id} ({job.path.name}), params {c.params}: {err}") from err
+    case.attrs.update(case_id=c.case_id, subset=c.subset, split=c.split, seed=c.seed)
+    write_split(job.path, [case], parameter_names=card.params, dataset_name=card.name,
+                attrs={"generator": _generator(card)})
+    return job.path, time.perf_counter() - start
+
+
+def _assemble_particles(card: DatasetCard, jobs: list[FileJob], root: str | os.PathLike | None,
+                        progress: bool) -> None:
+    """Gather the finished part files of the plan into the split files and metadata.json."""
+    parts = {s: [j.path for j in jobs if j.cases[0].split == s and j.path.exists()] for s in SPLITS}
+    if not parts["train"]:
+        return  # nothing to normalise with yet; the parts stay for a rerun
+    assemble_dataset(card.data_dir(root), parts,
+                     {"parameter_names": list(card.params), "sciflow": _generator(card)},
+                     dataset_name=card.name, progress=progress)
 
 
 def generate(
@@ -162,6 +202,9 @@ def generate(
                     bar.update(len(futures[fut].cases))
     finally:
         bar.close()
+    if card.kind == "particles":
+        # the dataset holds every finished case, also when others failed (a rerun adds them)
+        _assemble_particles(card, jobs, root, progress)
     if failed:
         raise CaseFailed(f"{len(failed)} of {n_cases} cases failed:\n" + "\n".join(failed))
     return [j.path for j in jobs]

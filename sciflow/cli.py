@@ -183,17 +183,38 @@ def _card_list() -> str:
 def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
+    from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
     from sciflow.threads import configure_threads
 
     configure_threads(args.threads)
-    _, summary = run_rollout(
-        args.ckpt, args.data, root=args.root, split=args.split,
-        trajectories=list(range(args.trajectories)) if args.trajectories else None,
-        steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
-        keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-    )
+    if not args.ckpt and not args.ensemble:
+        raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
+    try:
+        _, summary = run_rollout(
+            args.ckpt or [], args.data, ensemble=args.ensemble, root=args.root, split=args.split,
+            trajectories=list(range(args.trajectories)) if args.trajectories else None,
+            steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
+            keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
+            batch_size=args.batch_size,
+        )
+    except EnsembleError as err:
+        raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from sciflow.ensemble import EnsembleError, train_ensemble
+
+    fit_args = args.fit_args[1:] if args.fit_args[:1] == ["--"] else args.fit_args
+    try:
+        train_ensemble(args.config, args.members, args.out, fit_args=fit_args, seed=args.seed,
+                       parallel=args.parallel, use=args.use)
+    except EnsembleError as err:  # names the member or option at fault; no traceback needed
+        raise SystemExit(f"sciflow ensemble: {err}") from None
+    print(f"ensemble of {args.members} members in {args.out}; roll it out with "
+          f"`sciflow rollout --ensemble {args.out} --data ...`")
     return 0
 
 
@@ -268,8 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("files", nargs="+")
     n.set_defaults(fn=_data_errors(cmd_data_inspect))
 
-    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
-    r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
+    r = sub.add_parser(
+        "rollout", help="roll checkpoints out on a dataset split; write netCDF and plots",
+        description="Roll checkpoints (or a deep-ensemble folder) out on a dataset split. Results stream into "
+                    "OUT.partial step by step and replace OUT only when complete; rerunning a killed rollout "
+                    "continues it. Prints a summary: errors per step with the copy-the-input baseline, "
+                    "correlation times (censored ones flagged), and for ensembles CRPS, spread-skill, "
+                    "coverage, reliability and the rank histogram.",
+    )
+    r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
+    r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
     # named as in `sciflow fit` (--data.card, --data.root); --data and --root are kept as aliases
     r.add_argument("--data.card", "--data", dest="data", required=True, metavar="CARD",
                    help="dataset card name or path, as `sciflow fit --data.card` (alias: --data)")
@@ -277,9 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (default: the card's), as `sciflow fit --data.root` (alias: --root)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
-    r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
+    r.add_argument("--samples", type=int, default=1,
+                   help="samples per stochastic model (flow matching, PDE-Refiner, CRPS); a deterministic "
+                        "model is one member whatever this says")
     r.add_argument("--trajectories", type=int, default=None, help="first N trajectories (default all)")
-    r.add_argument("--start", type=int, default=0, help="stored frame the rollouts start from")
+    r.add_argument("--start", type=int, default=0,
+                   help="stored frame where the history window starts (default 0, the first); t = 0 of the "
+                        "rollout is frame start + (history - 1) x time_step. The summary's nmse_copy_* "
+                        "(copying the initial state) tells how hard the start is")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="trajectories rolled out at once (default all); memory grows with it, not with --steps")
     r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
@@ -287,6 +323,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
+
+    e = sub.add_parser(
+        "ensemble", help="train a deep ensemble: M `sciflow fit` runs with distinct seeds into one folder",
+        description="Train a deep ensemble: M members from one `sciflow fit` config, each with its own seed "
+                    "(initial weights, data order, training noise), into one folder with a manifest "
+                    "(ensemble.json). Rerunning the same command continues an interrupted ensemble member "
+                    "by member. Options after `--` go to every member's `sciflow fit`.",
+        epilog="example: sciflow ensemble --config configs/cavity_fno.yaml --members 5 --out runs/cavity_ens "
+               "-- --trainer.max_steps 2000",
+    )
+    e.add_argument("--config", required=True, help="a `sciflow fit` config")
+    e.add_argument("--members", type=int, required=True, help="ensemble size M (>= 2)")
+    e.add_argument("--out", required=True, help="ensemble folder (created; rerun to continue it)")
+    e.add_argument("--seed", type=int, default=None, help="base seed of the member seeds (default: the config's)")
+    e.add_argument("--parallel", type=int, default=1,
+                   help="members trained at once as separate processes (one GPU each when GPUs are visible)")
+    e.add_argument("--use", choices=["last", "best"], default="last",
+                   help="checkpoint each member contributes: final weights (default) or best validation NMSE")
+    e.add_argument("fit_args", nargs=argparse.REMAINDER, metavar="-- FIT_OPTIONS",
+                   help="options for every member's `sciflow fit`, after `--`")
+    e.set_defaults(fn=cmd_ensemble)
 
     d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
     d.add_argument("--out", default="runs/demo")

@@ -41,7 +41,7 @@ from sciflow.data.format import atomic_path
 from sciflow.metrics.particles import HORIZONS, ensemble_spread, kinetic_energy, position_mse
 from sciflow.metrics.sinkhorn import sinkhorn_divergence
 from sciflow.particle_rollout import ParticleStep
-from sciflow.results import _encode_attrs
+from sciflow.results.files import encode_attrs
 
 SPATIAL = ("x", "y", "z")
 
@@ -216,7 +216,7 @@ class ParticleResultsWriter:
         try:
             if self.alive is not None:
                 self.alive[:] = self.alive_all
-            for k, v in _encode_attrs({**self.attrs, **summary, "summary": json.dumps(summary)}).items():
+            for k, v in encode_attrs({**self.attrs, **summary, "summary": json.dumps(summary)}).items():
                 self.f.attrs[k] = v
         finally:
             self._stack.close()

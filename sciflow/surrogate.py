@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,6 +21,11 @@ from sciflow.metrics.spatial import grouped_nmse
 from sciflow.rollout import rollout
 from sciflow.steppers import Stepper, build_stepper
 from sciflow.surrogate_base import NonFiniteLossError, SurrogateBase
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The global seed of DDP rank ``rank`` in a run seeded with ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint32)[0])
 
 
 class Surrogate(SurrogateBase):
@@ -107,6 +113,11 @@ class Surrogate(SurrogateBase):
         return grouped_nmse(pred, truth, list(self.fields.values()), mask).float()
 
     # -- inference ----------------------------------------------------------------------------------
+    @property
+    def stochastic(self) -> bool:
+        """Whether a step draws random numbers (else every sample of this model is the same)."""
+        return bool(self.inference_stepper.stochastic)
+
     @torch.no_grad()
     def predict_next(self, history: Tensor, params: Tensor, mask: Tensor | None = None, *,
                      generator: torch.Generator | None = None,
@@ -151,6 +162,18 @@ class Surrogate(SurrogateBase):
         self.check_loss(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=prev.shape[0])
         return loss
+
+    def setup(self, stage: str) -> None:
+        # Every DDP rank starts from the same seed (seed_everything), so without this the ranks
+        # would draw the same flow times, refinement levels and noise, and more devices would add
+        # no noise diversity. Ranks > 0 re-seed the global RNG from (seed, rank) after the model is
+        # built (weights stay identical: DDP broadcasts rank 0's) and before training starts;
+        # rank 0 keeps its stream, so a single-process run is unchanged. Data order is not
+        # affected: the distributed sampler has its own seed.
+        if stage == "fit" and self.trainer is not None and self.trainer.world_size > 1:
+            rank = self.trainer.global_rank
+            if rank > 0:
+                torch.manual_seed(rank_seed(torch.initial_seed(), rank))
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> None:

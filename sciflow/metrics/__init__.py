@@ -24,6 +24,7 @@ from sciflow.metrics.particles import (
 )
 from sciflow.metrics.probabilistic import (
     calibration_error,
+    crps_cells,
     crps_ensemble,
     crps_gaussian,
     ensemble_quantiles,
@@ -31,9 +32,12 @@ from sciflow.metrics.probabilistic import (
     gaussian_nll,
     gaussian_reliability_curve,
     interval_coverage,
+    pit_cdf,
+    rank_histogram,
     reliability_curve,
     spread_skill_ratio,
     spread_skill_terms,
+    truth_ranks,
 )
 from sciflow.metrics.sinkhorn import sinkhorn_divergence
 from sciflow.metrics.spatial import grouped_nmse, mae, masked_mean, mse, nmse, nrmse, vrmse
@@ -51,6 +55,7 @@ __all__ = [
     "calibration_error",
     "cell_average_weights",
     "conservation_error",
+    "crps_cells",
     "crps_ensemble",
     "crps_gaussian",
     "decorrelation_times",
@@ -73,6 +78,8 @@ __all__ = [
     "nmse",
     "nrmse",
     "pearson_correlation",
+    "pit_cdf",
+    "rank_histogram",
     "position_mse",
     "reliability_curve",
     "rollout_scores",
@@ -83,6 +90,7 @@ __all__ = [
     "spread_skill_ratio",
     "spread_skill_terms",
     "trapezoid_weights",
+    "truth_ranks",
     "vrmse",
     "wavenumber_bands",
 ]

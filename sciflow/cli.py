@@ -195,6 +195,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
     from sciflow.checkpoints import CheckpointError
+    from sciflow.constraints import LawError
     from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
     from sciflow.threads import configure_threads
@@ -209,6 +210,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         raise SystemExit(f"sciflow rollout: error: --ckpt: checkpoints of different data kinds {sorted(kinds)} "
                          f"cannot form one ensemble")
     if kinds == {"particles"}:
+        if args.project != "none":
+            raise SystemExit(f"sciflow rollout: error: --project {args.project}: the conservation projection works on "
+                             "grid data; particle checkpoints conserve mass by construction (fixed particles)")
         return cmd_particle_rollout(args)
     if args.data is None:
         raise SystemExit("sciflow rollout: error: --data.card: give the dataset card the checkpoints are rolled out on")
@@ -221,9 +225,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             trajectories=list(range(args.trajectories)) if args.trajectories else None,
             steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
             keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
         )
-    except EnsembleError as err:
+    except (EnsembleError, LawError) as err:  # names the member, law or field at fault
         raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
     return 0
@@ -364,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=None,
                    help="trajectories rolled out at once (default all); memory grows with it, not with --steps")
     r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
+    r.add_argument("--project", default="none",
+                   choices=["none", "hardc", "probconserv", "insampler", "insampler_probconserv"],
+                   help="conservation projection of every step onto the card's laws: none (only measure the "
+                        "error), hardc (least change), probconserv (weighted by the ensemble's variance), "
+                        "insampler / insampler_probconserv (inside a flow-matching sampler, at every ODE step). "
+                        "The per-step error per law is in the results (conservation_rel) and the summary")
+    r.add_argument("--sigma-g", type=float, default=0.0,
+                   help="constraint noise of the projection (default 0: the laws hold to round-off)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")

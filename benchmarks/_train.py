@@ -29,7 +29,7 @@ class Progress(L.Callback):
         if step % self.every == 0 or step == trainer.max_steps:
             loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
             print(f"  {self.label}: step {step}/{trainer.max_steps}, loss {loss:.4g}, "
-                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
+                  f"{time.perf_counter() - self.start:.0f} s wall, {time.process_time():.0f} s CPU", flush=True)
 
 
 def train(ckpt: Path, model: dict[str, Any], data: dict[str, Any], *, steps: int, seed: int = 0) -> dict[str, Any]:

@@ -48,6 +48,7 @@ import torch
 import yaml
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks._train import Progress
 from sciflow.data.datamodule import SciflowData
 from sciflow.surrogate import Surrogate
 
@@ -153,18 +154,6 @@ def _datamodule(problem: str, operator: str, max_steps: int) -> SciflowData:
     return dm
 
 
-class _Progress(L.Callback):
-    def __init__(self, label: str, every: int = 25):
-        self.label, self.every, self.start = label, every, time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        step = trainer.global_step
-        if step % self.every == 0 or step == trainer.max_steps:
-            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
-            print(f"  {self.label}: step {step}/{trainer.max_steps}, loss {loss:.4g}, "
-                  f"{time.perf_counter() - self.start:.0f} s", flush=True)
-
-
 def run_row(problem: str, operator: str, max_steps: int) -> dict[str, Any]:
     """Train one operator on one problem with the table's settings and test it."""
     cfg = table_config(problem, operator, max_steps)
@@ -177,7 +166,7 @@ def run_row(problem: str, operator: str, max_steps: int) -> dict[str, Any]:
         max_steps=max_steps, max_epochs=-1, gradient_clip_val=cfg["trainer"]["gradient_clip_val"],
         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-        callbacks=[_Progress(f"{problem}/{operator}")],
+        callbacks=[Progress(every=25, label=f"{problem}/{operator}")],
     )
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule=dm)

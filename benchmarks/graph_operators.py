@@ -62,6 +62,7 @@ import xarray as xr  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme  # noqa: E402
+from benchmarks._train import Progress  # noqa: E402
 
 REPO = HERE.parent
 SECTION = "graph_operators"
@@ -127,18 +128,6 @@ def step_seconds(model, dm, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-class _Progress(L.Callback):
-    def __init__(self, label: str, every: int = 100):
-        self.label, self.every, self.start = label, every, time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        step = trainer.global_step
-        if step % self.every == 0 or step == trainer.max_steps:
-            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
-            print(f"  {self.label}: step {step}/{trainer.max_steps}, loss {loss:.4g}, "
-                  f"{time.perf_counter() - self.start:.0f} s wall, {time.process_time():.0f} s CPU", flush=True)
-
-
 def _result(card: str, label: str) -> Path:
     return HERE / "results" / "graph_operators" / f"{card}_{label}.json"
 
@@ -163,7 +152,7 @@ def train_and_test(card: str, label: str, model_cfg: dict[str, Any], budget: flo
     trainer = L.Trainer(max_steps=max_steps, max_epochs=-1, gradient_clip_val=1.0, accelerator="cpu", devices=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                        callbacks=[_Progress(f"{card}/{label}")])
+                        callbacks=[Progress(every=100, label=f"{card}/{label}")])
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.fit(model, datamodule=dm)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

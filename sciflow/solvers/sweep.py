@@ -9,6 +9,11 @@ Particle cards (``kind: particles``) write one part file per case,
 then gather the parts into ``<root>/{train,valid,test}.h5`` with ``metadata.json``
 (:func:`sciflow.data.particles.assemble_dataset`); the parts stay, so a grown sweep simulates
 only its new cases.
+
+Sharded: ``shard=(i, n)`` simulates only the files whose place in the plan is ``i`` modulo
+``n``, so n processes or machines (a SLURM array) split one sweep with no overlap and no
+coordination; :func:`merge` then checks that every file of the plan exists and, for particle
+cards, gathers the parts (grid readers see the union of the shards' files as they are).
 """
 
 from __future__ import annotations
@@ -40,6 +45,38 @@ class FileJob:
 
 class CaseFailed(RuntimeError):
     """A case of a sweep could not be simulated; the message names the card, case and file."""
+
+
+class SweepIncomplete(RuntimeError):
+    """Files of a sweep's plan are missing at merge time; the message names them and their shard."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``: shard ``i`` (0-based, as SLURM array and rank ids) of ``n``."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected I/N with integers, e.g. 0/4") from None
+    check_shard((i, n))
+    return i, n
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    """Raise a ValueError naming the shard unless ``0 <= i < n``."""
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: needs N >= 1 and 0 <= I < N (shards are numbered 0..N-1)")
+
+
+def shard_jobs(jobs: Sequence[FileJob], shard: tuple[int, int] | None) -> list[FileJob]:
+    """The jobs of one shard: every n-th file of the plan from the i-th (round robin keeps shards
+    within one file of each other in size; the plan's order depends only on the card and the
+    selection, so every shard computes the same split on its own)."""
+    if shard is None:
+        return list(jobs)
+    check_shard(shard)
+    i, n = shard
+    return list(jobs[i::n])
 
 
 def plan(
@@ -153,15 +190,18 @@ def generate(
     root: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> list[Path]:
-    """Generate (or finish generating) the sweep; returns every file of the plan.
+    """Generate (or finish generating) the sweep; returns every file of the plan (of the shard).
 
     ``workers > 1`` simulates files in parallel processes. Files that already exist are kept; a
     file found under another split folder (after the selection grew) is moved, not redone.
+    ``shard=(i, n)`` does only shard i's files (:func:`shard_jobs`); particle parts are then
+    gathered by :func:`merge` once every shard has finished.
     """
     if card.problem is None:
         raise ValueError(f"card {card.name!r} names no 'problem': it is imported, not generated")
-    jobs = plan(card, subset, n, root)
+    jobs = shard_jobs(plan(card, subset, n, root), shard)
     todo: list[FileJob] = []
     for job in jobs:
         if job.path.exists():
@@ -202,7 +242,7 @@ def generate(
                     bar.update(len(futures[fut].cases))
     finally:
         bar.close()
-    if card.kind == "particles":
+    if card.kind == "particles" and shard is None:
         # the dataset holds every finished case, also when others failed (a rerun adds them)
         _assemble_particles(card, jobs, root, progress)
     if failed:
@@ -210,4 +250,35 @@ def generate(
     return [j.path for j in jobs]
 
 
-__all__: Sequence[str] = ["CaseFailed", "FileJob", "generate", "plan", "run_job"]
+def merge(
+    card: DatasetCard,
+    subset: str = "all",
+    n: int | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    shards: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Finish a sharded sweep: check that every file of the plan exists (raise
+    :class:`SweepIncomplete` naming the missing files, and their shard when ``shards`` is given),
+    then gather particle parts into the split files; returns every file of the plan."""
+    jobs = plan(card, subset, n, root)
+    missing = [(k, j.path) for k, j in enumerate(jobs) if not j.path.exists()]
+    if missing:
+        def name(k: int, path: Path) -> str:
+            where = f" (shard {k % shards}/{shards})" if shards else ""
+            return f"{path.relative_to(card.data_dir(root))}{where}"
+
+        listed = "\n".join(name(k, p) for k, p in missing[:10])
+        more = f"\n... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise SweepIncomplete(
+            f"card {card.name!r}: {len(missing)} of {len(jobs)} files of the sweep are missing in "
+            f"{card.data_dir(root)}; run the shards that write them first:\n{listed}{more}"
+        )
+    if card.kind == "particles":
+        _assemble_particles(card, jobs, root, progress)
+    return [j.path for j in jobs]
+
+
+__all__: Sequence[str] = ["CaseFailed", "FileJob", "SweepIncomplete", "generate", "merge",
+                          "parse_shard", "plan", "run_job", "shard_jobs"]

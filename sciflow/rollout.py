@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sciflow.ensemble_batch import batch_members
+
 if TYPE_CHECKING:
     from sciflow.surrogate import Surrogate
 
@@ -111,6 +113,7 @@ def rollout(
     progress: bool = False,
     max_batch: int | None = None,
     dt: float | None = None,
+    batch_models: bool = True,
 ) -> Iterator[Step]:
     """Roll an ensemble forward ``steps`` model steps and yield one :class:`Step` per step.
 
@@ -139,6 +142,9 @@ def rollout(
         progress: show a tqdm bar over steps.
         max_batch: largest batch per operator call (the ``samples * B`` copies are chunked).
         dt: seconds per model step; default the models' ``data_spec["dt"]``.
+        batch_models: run models of one architecture with a noise-free stepper as one vmapped
+            call (:mod:`sciflow.ensemble_batch`; the same members to float round-off); others
+            always loop.
 
     Yields:
         ``Step(index=k, time=k * dt, members (M, B, C, *S), alive (M, B))`` for ``k = 1..steps``.
@@ -197,6 +203,9 @@ def rollout(
     M = len(models) * samples
     alive = torch.ones(M, B, dtype=torch.bool, device=device)
 
+    batched = None
+    if batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1:
+        batched = batch_members(models)
     bar = tqdm(range(1, steps + 1), desc="rollout", unit="step", disable=not progress)
     try:
         for k in bar:
@@ -213,23 +222,37 @@ def rollout(
                 samples,
                 max_batch,
                 project,
+                batched,
             )
             yield Step(index=k, time=k * dt, members=members, alive=alive.clone())
     finally:
         bar.close()
 
 
+def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list[Tensor]:
+    """Every model's next states in one vmapped call per chunk: ``K`` tensors ``(samples, B, C, *S)``."""
+    N = windows[0].shape[0]
+    chunk = N if max_batch is None else max_batch
+    stacked = torch.stack(windows)  # (K, samples * B, h, C, *S)
+    nxt = torch.cat([
+        batched(stacked[:, a : a + chunk], params[a : a + chunk], None if mask is None else mask[a : a + chunk])
+        for a in range(0, N, chunk)
+    ], dim=1).float()
+    return list(nxt.reshape(len(windows) * samples, N // samples, *nxt.shape[2:]).split(samples))
+
+
 @torch.no_grad()
 def _advance(
-    models, windows, generators, params, mask, alive, limit, k, dt, samples, max_batch, project
+    models, windows, generators, params, mask, alive, limit, k, dt, samples, max_batch, project,
+    batched=None,
 ) -> tuple[Tensor, Tensor]:
     """One step of every member; updates ``windows`` in place (list items) and returns
     ``(members (M, B, C, *S), alive (M, B))``. Kept out of the generator body so that no-grad
     mode never leaks to the consumer across a ``yield``."""
     B = alive.shape[1]
     sampler = getattr(project, "sampler", None)
-    outs = []
-    for i, (model, window, gen) in enumerate(zip(models, windows, generators)):
+    outs = [] if batched is None else _batched_outputs(batched, windows, params, mask, max_batch, samples)
+    for i, (model, window, gen) in enumerate(zip(models, windows, generators) if batched is None else ()):
         N = window.shape[0]
         chunk = N if max_batch is None else max_batch
         dev = gen.device

@@ -42,6 +42,9 @@ class Stepper(nn.Module):
     extra_cond: int = 0
     #: operator calls per :meth:`step` (the cost of one model step)
     calls_per_step: int = 1
+    #: True when :meth:`step` draws no random numbers: an ensemble of such steppers may then run
+    #: as one vmapped call (:mod:`sciflow.ensemble_batch`); a subclass that draws noise sets False
+    deterministic_step: bool = False
 
     def __init__(self, operator: Mapping[str, Any], *, n_channels: int, n_dims: int, n_params: int = 0,
                  history: int = 1, has_mask: bool = False, periodic: bool = False,

@@ -113,7 +113,7 @@ def rollout(
     progress: bool = False,
     max_batch: int | None = None,
     dt: float | None = None,
-    batch_models: bool = True,
+    batch_models: bool | None = None,
 ) -> Iterator[Step]:
     """Roll an ensemble forward ``steps`` model steps and yield one :class:`Step` per step.
 
@@ -144,7 +144,8 @@ def rollout(
         dt: seconds per model step; default the models' ``data_spec["dt"]``.
         batch_models: run models of one architecture with a noise-free stepper as one vmapped
             call (:mod:`sciflow.ensemble_batch`; the same members to float round-off); others
-            always loop.
+            always loop. None (default): batched on an accelerator, looped on the CPU, where
+            the batched call was slower at the cavity FNO's size (``benchmarks/ensemble_batch.py``).
 
     Yields:
         ``Step(index=k, time=k * dt, members (M, B, C, *S), alive (M, B))`` for ``k = 1..steps``.
@@ -204,6 +205,8 @@ def rollout(
     alive = torch.ones(M, B, dtype=torch.bool, device=device)
 
     batched = None
+    if batch_models is None:
+        batch_models = device.type != "cpu"
     if batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1:
         batched = batch_members(models)
     bar = tqdm(range(1, steps + 1), desc="rollout", unit="step", disable=not progress)

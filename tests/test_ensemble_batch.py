@@ -56,7 +56,7 @@ def test_a_batched_rollout_gives_the_members_of_the_loop(spec, name):
     assert can_batch(models)
     x, p, mask = _inputs(spec)
     kw = dict(samples=2, mask=mask, max_batch=4)  # chunks of 4 of the 6 rows per model
-    batched = list(rollout(models, x, p, 3, **kw))
+    batched = list(rollout(models, x, p, 3, batch_models=True, **kw))
     looped = list(rollout(models, x, p, 3, batch_models=False, **kw))
     for b, lo in zip(batched, looped):
         assert b.members.shape == (6, 3, len(spec["channels"]), *spec["spatial_shape"])
@@ -93,5 +93,5 @@ def test_what_cannot_be_batched_loops(spec):
     with pytest.raises(ValueError, match=r"history must have 2 models first, got \(3, "):
         batched(x.unsqueeze(0).expand(3, *x.shape), p, mask)
     # a mixed ensemble still rolls out, through the loop
-    out = list(rollout(fno[:1] + wider, x, p, 2, mask=mask))
+    out = list(rollout(fno[:1] + wider, x, p, 2, mask=mask, batch_models=True))
     assert out[-1].members.shape[0] == 2 and bool(torch.isfinite(out[-1].members).all())

@@ -15,7 +15,7 @@ PYTEST_ARGS ?= -n 2
 
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test fuzz lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the long fuzz run of docs/reliability.md (CI runs a bounded, derandomized version in `make test`)
+fuzz: $(STAMP)
+	SCIFLOW_FUZZ=long $(BIN)/python -m pytest -q tests/fuzz -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check sciflow tests benchmarks

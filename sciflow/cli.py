@@ -19,6 +19,40 @@ THREADS_HELP = "torch CPU threads (default: the cores not busy with other work; 
 
 # -- data commands ------------------------------------------------------------------------------------
 
+def _data_errors(fn):  # noqa: ANN001, ANN202
+    """Run a data command. An error the input caused (sciflow's data errors, a missing or
+    unwritable file, a failed case) prints as one message and exits 1; ``--debug`` shows the
+    traceback instead. Anything else is a bug and keeps its traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        where = f"sciflow data {args.data_command}"
+        try:
+            return fn(args)
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print(f"{where}: interrupted; finished files are kept, rerun the command to continue",
+                  file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - sorted into user errors and bugs below
+            if args.debug or not _is_input_error(e):
+                raise
+            print(f"{where}: error: {e}\n  (add --debug for the traceback)", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _is_input_error(e: BaseException) -> bool:
+    from sciflow.data.errors import DataError
+
+    if isinstance(e, DataError | OSError):
+        return True
+    from sciflow.solvers.sweep import CaseFailed, SweepIncomplete
+
+    return isinstance(e, CaseFailed | SweepIncomplete)
+
+
 def cmd_data_generate(args: argparse.Namespace) -> int:
     from sciflow.data.card import load_card
     from sciflow.solvers.sweep import generate
@@ -42,14 +76,10 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
 
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from sciflow.data.card import load_card
-    from sciflow.solvers.sweep import SweepIncomplete, merge
+    from sciflow.solvers.sweep import merge
 
     card = load_card(args.card or args.problem)
-    try:
-        files = merge(card, args.subset, args.cases, root=args.out, shards=args.shards, progress=True)
-    except SweepIncomplete as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    files = merge(card, args.subset, args.cases, root=args.out, shards=args.shards, progress=True)
     what = "trajectories" if card.kind == "particles" else "files"
     print(f"sweep complete: {len(files)} {what} in {card.data_dir(args.out)}")
     return 0
@@ -104,29 +134,67 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from sciflow.data.particles import is_particle_path, particle_summary
     from sciflow.data.reader import WellFile
+    from sciflow.data.sniff import foreign_hint
 
     for p in args.files:
+        hint = foreign_hint(p) if Path(p).is_dir() else None
+        if hint is not None:
+            from sciflow.data.errors import DataFormatError
+
+            raise DataFormatError(hint)
         print(particle_summary(p) if is_particle_path(p) else WellFile(p).summary())
     return 0
 
 
 def cmd_data_import(args: argparse.Namespace) -> int:
+    import yaml
+
     from sciflow.data import importers
+    from sciflow.data.errors import DataError
 
     kwargs = {"name": args.name, "seed": args.seed, "split": tuple(args.split)}
     if args.format == "cfdbench":
         card = importers.import_cfdbench(args.src, args.out, problem=args.problem, **kwargs)
-    else:
-        bad = [p for p in args.param if "=" not in p]
-        if bad:
-            raise SystemExit(f"--param expects NAME=VALUE, got {bad}")
-        params = {k: float(v) for k, v in (p.split("=", 1) for p in args.param)}
-        card = importers.import_pdebench(
-            args.src, args.out, params=params or None, fields=args.fields,
-            trajectories_per_file=args.trajectories_per_file, periodic=args.periodic, **kwargs,
-        )
+        print(f"wrote {card}; train with `sciflow fit --data.card {card} ...`")
+        return 0
+    from sciflow.data.importers.params import parse_mapping
+    from sciflow.data.importers.pdebench import parameter_report
+
+    bad = [p for p in args.param if "=" not in p]
+    if bad:
+        raise SystemExit(f"--param expects NAME=VALUE, got {bad}")
+    params = {}
+    for k, v in (p.split("=", 1) for p in args.param):
+        try:
+            params[k.strip()] = float(v)
+        except ValueError:
+            raise DataError(f"--param {k}={v}: {v!r} is not a number") from None
+    card = importers.import_pdebench(
+        args.src, args.out, params=params or None, param_from=parse_mapping(args.param_from),
+        auto_params=not args.no_auto_params, fields=args.fields,
+        trajectories_per_file=args.trajectories_per_file, periodic=args.periodic, **kwargs,
+    )
+    lines = parameter_report(yaml.safe_load(card.read_text()))
+    print("parameters (found in the file or given; the card lists them under imported_from):")
+    print("\n".join(lines) if lines else "  none found; give them with --param NAME=VALUE or --param-from")
     print(f"wrote {card}; train with `sciflow fit --data.card {card} ...`")
     return 0
+
+
+def _card_list() -> str:
+    """The cards `sciflow data generate` can run, one line each (a broken card says so)."""
+    from sciflow.data.card import available_cards, card_summary, load_card
+
+    lines = []
+    for name, path in available_cards().items():
+        try:
+            card = load_card(path)
+        except Exception as e:  # noqa: BLE001 - a broken card must not break --help
+            lines.append(f"  {name:<10} (cannot be read: {e})")
+            continue
+        if card.problem:
+            lines.append(f"  {name:<10} {card_summary(card)}")
+    return "available cards:\n" + ("\n".join(lines) if lines else "  (none found)")
 
 
 # -- rollout and demo ------------------------------------------------------------------------------------
@@ -134,17 +202,38 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
+    from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
     from sciflow.threads import configure_threads
 
     configure_threads(args.threads)
-    _, summary = run_rollout(
-        args.ckpt, args.data, root=args.root, split=args.split,
-        trajectories=list(range(args.trajectories)) if args.trajectories else None,
-        steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
-        keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-    )
+    if not args.ckpt and not args.ensemble:
+        raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
+    try:
+        _, summary = run_rollout(
+            args.ckpt or [], args.data, ensemble=args.ensemble, root=args.root, split=args.split,
+            trajectories=list(range(args.trajectories)) if args.trajectories else None,
+            steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
+            keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
+            batch_size=args.batch_size,
+        )
+    except EnsembleError as err:
+        raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from sciflow.ensemble import EnsembleError, train_ensemble
+
+    fit_args = args.fit_args[1:] if args.fit_args[:1] == ["--"] else args.fit_args
+    try:
+        train_ensemble(args.config, args.members, args.out, fit_args=fit_args, seed=args.seed,
+                       parallel=args.parallel, use=args.use)
+    except EnsembleError as err:  # names the member or option at fault; no traceback needed
+        raise SystemExit(f"sciflow ensemble: {err}") from None
+    print(f"ensemble of {args.members} members in {args.out}; roll it out with "
+          f"`sciflow rollout --ensemble {args.out} --data ...`")
     return 0
 
 
@@ -177,8 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="generate, import, check and inspect datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    g = dsub.add_parser("generate", help="simulate a dataset from its card (resumable)")
-    g.add_argument("problem", help="dataset card name (datasets/<name>.yaml), e.g. cavity")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    g = dsub.add_parser("generate", help="simulate a dataset from its card (resumable)", parents=[debug],
+                        epilog=_card_list(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("problem", help="dataset card name (datasets/<name>.yaml), e.g. cavity; see the list below")
     g.add_argument("--card", help="path to a card, overriding the name lookup")
     g.add_argument("--subset", default="all", help="bc, prop, geo... or all (default)")
     g.add_argument("--cases", type=int, default=None, help="number of cases (default: the card's)")
@@ -187,18 +279,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="simulate only shard I (0..N-1) of N disjoint parts, e.g. $SLURM_ARRAY_TASK_ID/4; "
                         "then `sciflow data merge`")
-    g.set_defaults(fn=cmd_data_generate)
+    g.set_defaults(fn=_data_errors(cmd_data_generate))
 
-    m = dsub.add_parser("merge", help="check that a sharded sweep is complete; gather particle parts")
+    m = dsub.add_parser("merge", help="check that a sharded sweep is complete; gather particle parts",
+                        parents=[debug])
     m.add_argument("problem", help="dataset card name, as for generate")
     m.add_argument("--card", help="path to a card, overriding the name lookup")
     m.add_argument("--subset", default="all", help="the selection the shards generated (default all)")
     m.add_argument("--cases", type=int, default=None, help="number of cases, as for generate")
     m.add_argument("--out", default=None, help="dataset folder, as for generate")
     m.add_argument("--shards", type=int, default=None, help="N of the shards, to name the shard of a missing file")
-    m.set_defaults(fn=cmd_data_merge)
+    m.set_defaults(fn=_data_errors(cmd_data_merge))
 
-    i = dsub.add_parser("import", help="convert a foreign layout into ours")
+    i = dsub.add_parser("import", help="convert a foreign layout into ours", parents=[debug],
+                        description="Convert a CFDBench folder or a PDEBench HDF5 file into sciflow's "
+                        "format (see docs/importers.md). Every parameter found in a PDEBench file is "
+                        "reported, with whether it was used.")
     i.add_argument("format", choices=["cfdbench", "pdebench"])
     i.add_argument("src", help="CFDBench problem/subset/case folder, or PDEBench HDF5 file")
     i.add_argument("--out", required=True, help="dataset folder to write")
@@ -206,24 +302,44 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=0, help="seed of the train/valid/test split")
     i.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VALID", "TEST"))
     i.add_argument("--problem", default=None, help="CFDBench problem (default: from the folder names)")
-    i.add_argument("--param", action="append", default=[], help="PDEBench operating parameter NAME=VALUE")
-    i.add_argument("--fields", nargs="+", default=None, help="PDEBench fields to import (default all)")
+    i.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="PDEBench: a parameter shared by every trajectory (e.g. one the file name carries)")
+    i.add_argument("--param-from", action="append", default=[], metavar="NAME=SOURCE",
+                   help="PDEBench: a per-trajectory parameter read from the file: attr:KEY (attribute of "
+                        "each sample group, or of the root), attr:KEY:PATH (a number inside a YAML/JSON "
+                        "attribute, e.g. attr:config:sim.k), dataset:PATH[INDEX] (e.g. dataset:params[:, 0])")
+    i.add_argument("--no-auto-params", action="store_true",
+                   help="PDEBench: use only --param / --param-from, not the parameters found in the file "
+                        "(they are still reported)")
+    i.add_argument("--fields", nargs="+", default=None, metavar="NAME",
+                   help="PDEBench, by layout: per-sample groups (data (T, X[, Y], C)): names the C channels "
+                        "in order (default u, or u0 u1 ...); per-field (density, pressure, Vx, Vy): selects "
+                        "fields among density, pressure, velocity (default all); tensor: names its one "
+                        "field (default u)")
     i.add_argument("--trajectories-per-file", type=int, default=64, help="PDEBench trajectories per output file")
     i.add_argument("--periodic", action="store_true", help="PDEBench data is periodic in space")
-    i.set_defaults(fn=cmd_data_import)
+    i.set_defaults(fn=_data_errors(cmd_data_import))
 
-    c = dsub.add_parser("check", help="validate files against the format; exits 1 on problems")
+    c = dsub.add_parser("check", help="validate files against the format; exits 1 on problems", parents=[debug])
     c.add_argument("files", nargs="+", help="HDF5 files or folders")
     c.add_argument("--no-values", action="store_true", help="skip the NaN/Inf scan")
     c.add_argument("--quiet", action="store_true", help="print only failing files")
-    c.set_defaults(fn=cmd_data_check)
+    c.set_defaults(fn=_data_errors(cmd_data_check))
 
-    n = dsub.add_parser("inspect", help="print a readable summary of files")
+    n = dsub.add_parser("inspect", help="print a readable summary of files", parents=[debug])
     n.add_argument("files", nargs="+")
-    n.set_defaults(fn=cmd_data_inspect)
+    n.set_defaults(fn=_data_errors(cmd_data_inspect))
 
-    r = sub.add_parser("rollout", help="roll checkpoints out on a dataset split; write netCDF and plots")
-    r.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat for a deep ensemble)")
+    r = sub.add_parser(
+        "rollout", help="roll checkpoints out on a dataset split; write netCDF and plots",
+        description="Roll checkpoints (or a deep-ensemble folder) out on a dataset split. Results stream into "
+                    "OUT.partial step by step and replace OUT only when complete; rerunning a killed rollout "
+                    "continues it. Prints a summary: errors per step with the copy-the-input baseline, "
+                    "correlation times (censored ones flagged), and for ensembles CRPS, spread-skill, "
+                    "coverage, reliability and the rank histogram.",
+    )
+    r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
+    r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
     # named as in `sciflow fit` (--data.card, --data.root); --data and --root are kept as aliases
     r.add_argument("--data.card", "--data", dest="data", required=True, metavar="CARD",
                    help="dataset card name or path, as `sciflow fit --data.card` (alias: --data)")
@@ -231,9 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (default: the card's), as `sciflow fit --data.root` (alias: --root)")
     r.add_argument("--split", default="test")
     r.add_argument("--steps", type=int, default=None, help="model steps (default: as many as the data has)")
-    r.add_argument("--samples", type=int, default=1, help="stochastic samples per model")
+    r.add_argument("--samples", type=int, default=1,
+                   help="samples per stochastic model (flow matching, PDE-Refiner, CRPS); a deterministic "
+                        "model is one member whatever this says")
     r.add_argument("--trajectories", type=int, default=None, help="first N trajectories (default all)")
-    r.add_argument("--start", type=int, default=0, help="stored frame the rollouts start from")
+    r.add_argument("--start", type=int, default=0,
+                   help="stored frame where the history window starts (default 0, the first); t = 0 of the "
+                        "rollout is frame start + (history - 1) x time_step. The summary's nmse_copy_* "
+                        "(copying the initial state) tells how hard the start is")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="trajectories rolled out at once (default all); memory grows with it, not with --steps")
     r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
@@ -241,6 +364,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
+
+    e = sub.add_parser(
+        "ensemble", help="train a deep ensemble: M `sciflow fit` runs with distinct seeds into one folder",
+        description="Train a deep ensemble: M members from one `sciflow fit` config, each with its own seed "
+                    "(initial weights, data order, training noise), into one folder with a manifest "
+                    "(ensemble.json). Rerunning the same command continues an interrupted ensemble member "
+                    "by member. Options after `--` go to every member's `sciflow fit`.",
+        epilog="example: sciflow ensemble --config configs/cavity_fno.yaml --members 5 --out runs/cavity_ens "
+               "-- --trainer.max_steps 2000",
+    )
+    e.add_argument("--config", required=True, help="a `sciflow fit` config")
+    e.add_argument("--members", type=int, required=True, help="ensemble size M (>= 2)")
+    e.add_argument("--out", required=True, help="ensemble folder (created; rerun to continue it)")
+    e.add_argument("--seed", type=int, default=None, help="base seed of the member seeds (default: the config's)")
+    e.add_argument("--parallel", type=int, default=1,
+                   help="members trained at once as separate processes (one GPU each when GPUs are visible)")
+    e.add_argument("--use", choices=["last", "best"], default="last",
+                   help="checkpoint each member contributes: final weights (default) or best validation NMSE")
+    e.add_argument("fit_args", nargs=argparse.REMAINDER, metavar="-- FIT_OPTIONS",
+                   help="options for every member's `sciflow fit`, after `--`")
+    e.set_defaults(fn=cmd_ensemble)
 
     d = sub.add_parser("demo", help="generate cavity data, train an FNO, roll it out, write runs/demo")
     d.add_argument("--out", default="runs/demo")
@@ -259,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(argv, debug=debug)
     args = build_parser().parse_args(argv)
+    if debug:  # taken out of argv above for the training commands; the data commands read it here
+        args.debug = True
     return int(args.fn(args) or 0)
 
 

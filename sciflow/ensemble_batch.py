@@ -56,7 +56,7 @@ def _draws_no_noise(stepper: object) -> bool:
     """``deterministic_step`` is trusted only from the class that also defines ``step`` (or a
     subclass of it): a subclass that overrides ``step`` without declaring it again (adding noise,
     say) is not batched."""
-    if not getattr(stepper, "deterministic_step", False):
+    if not getattr(stepper, "deterministic_step", False) or getattr(stepper, "stochastic", False):
         return False
     mro = type(stepper).__mro__
 

@@ -1,12 +1,16 @@
 """Evaluate trained surrogates by long rollouts on a dataset split: what ``sciflow rollout`` runs.
 
 Checkpoints -> ensemble -> :func:`sciflow.rollout.rollout` over the chosen trajectories ->
-:class:`sciflow.results.RolloutCollector` -> netCDF file, plots and a summary.
+:class:`sciflow.results.RolloutCollector` -> netCDF file (streamed, atomic, resumable), plots
+and a summary.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,40 +20,30 @@ import numpy as np
 import torch
 import xarray as xr
 
+import sciflow
 from sciflow.checkpoints import CardMismatchWarning
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
-from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
-from sciflow.results import RolloutCollector, summarize, write_results
-from sciflow.rollout import Projection, rollout
+from sciflow.ensemble import load_models, member_checkpoints
+from sciflow.plots import (
+    default_plot_steps,
+    plot_calibration,
+    plot_error_curves,
+    plot_fields,
+    plot_spacetime,
+)
+from sciflow.results import DEFAULT_SCORES, RolloutCollector, Score, summarize
+from sciflow.rollout import Projection, member_table, rollout
 from sciflow.surrogate import Surrogate
-
-# what every ensemble member must agree on, and how a mismatch is described
-_SHARED = ("channels", "params", "dt", "spatial_dims", "spatial_shape")
 
 
 def load_ensemble(
     ckpts: Sequence[str | os.PathLike], map_location: str | torch.device = "cpu"
 ) -> list[Surrogate]:
     """Load checkpoints and check that they can form one ensemble: same channels, parameters,
-    time step (dt) and grid; the error names the checkpoint that differs."""
-    if not ckpts:
-        raise ValueError("no checkpoints given")
-    models = []
-    for path in ckpts:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such checkpoint")
-        models.append(Surrogate.load(path, map_location=map_location))
-    ref = models[0].hparams.data_spec
-    for path, m in zip(ckpts[1:], models[1:]):
-        spec = m.hparams.data_spec
-        for key in _SHARED:
-            if spec.get(key) != ref.get(key):
-                raise ValueError(
-                    f"{path}: {key} {spec.get(key)!r} differs from {ckpts[0]}'s {ref.get(key)!r}; "
-                    f"ensemble members must share channels, parameters, dt and grid"
-                )
-    return models
+    time step (dt) and grid, no two with identical weights; the error names the checkpoint
+    (see :func:`sciflow.ensemble.load_models`)."""
+    return load_models(ckpts, map_location=map_location)
 
 
 def _fields_for(traj: Trajectories, channels: list[str]) -> list[str] | None:
@@ -84,6 +78,7 @@ def run_rollout(
     ckpts: Sequence[str | os.PathLike],
     data: str,
     *,
+    ensemble: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
     split: str = "test",
     trajectories: Sequence[int] | None = None,
@@ -101,31 +96,49 @@ def run_rollout(
     blowup: float = 1e3,
     project: Projection | None = None,
     device: str | torch.device = "cpu",
+    scores: Sequence[Score] = (),
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Roll an ensemble of checkpoints out on a dataset split and save results, plots and scores.
 
     Args:
         ckpts: checkpoint paths (one per ensemble model).
         data: dataset card name or path; ``root`` overrides where its files are.
+        ensemble: a deep-ensemble folder (``sciflow ensemble``) whose members join ``ckpts``.
         split: ``train``, ``valid`` or ``test``.
         trajectories: indices into the split (default all).
         steps: model steps (default as many as every chosen trajectory allows).
-        samples: stochastic samples per model.
+        samples: samples per stochastic model (a deterministic model is one member whatever
+            this says; see :func:`~sciflow.rollout.member_table`).
         start: stored frame where the history window starts; the first ``h`` frames at the
             model's time step are the initial condition, the last of them is t = 0.
         seed, blowup, project, max_batch: passed to :func:`~sciflow.rollout.rollout`.
         keep_members: store every member's fields in the dataset.
-        out: netCDF path; plots go next to it as ``<stem>_fields.png`` and ``<stem>_errors.png``
-            (1D data also ``<stem>_spacetime.png``).
+        out: netCDF path. Results are streamed into ``<out>.partial`` step by step (memory flat
+            in the number of steps, truth read from disk as it is needed) and moved to ``out``
+            only when complete: a killed rollout never leaves a half-written ``out``, and an
+            older file there stays intact until then. Rerunning the same call continues from
+            the trajectory batches the killed run finished. Plots go next to it as
+            ``<stem>_fields.png``, ``<stem>_errors.png`` and, for an ensemble,
+            ``<stem>_calibration.png`` (1D data also ``<stem>_spacetime.png``).
         plot_steps: model steps shown in the field plot (default spread over the rollout).
-        batch_size: trajectories per rollout batch (default all at once).
+        batch_size: trajectories per rollout batch (default all at once): memory grows with it,
+            not with ``steps``.
         device: where the models run.
+        scores: per-step scores in addition to :data:`~sciflow.results.DEFAULT_SCORES`.
 
     Returns:
-        ``(dataset, summary)``: the results (see :mod:`sciflow.results`) and
-        :func:`~sciflow.results.summarize` of them.
+        ``(dataset, summary)``: the results (see :mod:`sciflow.results`), opened lazily from
+        ``out``, and :func:`~sciflow.results.summarize` of them.
     """
-    models = [m.to(device) for m in load_ensemble(ckpts)]
+    paths: list[str | os.PathLike] = []
+    names: list[str] = []
+    if ensemble is not None:
+        member_paths, names = member_checkpoints(ensemble)
+        paths += member_paths
+    paths += list(ckpts)
+    names += [os.fspath(c) for c in ckpts]
+    models = [m.to(device) for m in load_models(paths, names)]
+    ckpts = paths
     spec = models[0].hparams.data_spec
     dm = SciflowData(data, root=None if root is None else str(root))
     for path, m in zip(ckpts, models):
@@ -169,16 +182,13 @@ def run_rollout(
             f"{steps} steps of {ts} frames from frame {t0} do not fit trajectories {short} of split {split!r} "
             f"(they allow {min(room[i] for i in short)})"
         )
-    truth = np.stack(
-        [traj.read(i, t0, t0 + steps * ts + 1, ts) for i in idx]
-    )  # (B, steps+1, C, *S)
-    history = np.stack([traj.read(i, start, t0 + 1, ts) for i in idx])  # (B, h, C, *S)
     params = np.stack([traj.params(i) for i in idx]).astype(np.float32)
     mask = np.stack([traj.mask(i) for i in idx])
     files = [traj.files[traj.index[i][0]] for i in idx]
     dt = float(spec["dt"])
     attrs = {
         "checkpoints": [os.fspath(c) for c in ckpts],
+        "ensemble": "" if ensemble is None else os.fspath(ensemble),
         "card": dm.card.name,
         "card_hash": dm.card.hash,
         "checkpoint_card_hashes": [m.hparams.data_spec.get("card_hash") or "" for m in models],
@@ -189,15 +199,30 @@ def run_rollout(
         "blowup": blowup,
         "projected": project is not None,
     }
+    table = member_table(models, samples)
+    if samples > 1 and len(table) < len(models) * samples:
+        fixed = [str(c) for c, m in zip(ckpts, models) if not m.stochastic]
+        warnings.warn(
+            f"{', '.join(fixed)}: deterministic: each contributes one member (samples = {samples} "
+            f"applies to stochastic models only); {len(table)} member{'s' if len(table) != 1 else ''} in all",
+            UserWarning,
+            stacklevel=2,
+        )
+    chunk = len(idx) if batch_size is None else int(batch_size)
+    if chunk < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    score_list = list(DEFAULT_SCORES) + list(scores)
+    key = run_key(ckpts, dm.card.hash, split, idx, steps, samples, start, seed, chunk, max_batch, blowup,
+                  keep_members, project is not None, [sorted(sc.outputs) for sc in score_list])
+    out = Path(out)
     collector = RolloutCollector(
-        truth[:, 0],
         steps=steps,
         dt=dt,
         channels=channels,
         coords={d: traj.files[0].coords[d] for d in traj.spatial_dims},
-        n_members=len(models) * samples,
+        n_members=len(table),
         samples=samples,
-        truth=truth,
+        member_labels=table,
         mask=mask,
         params=params,
         param_names=traj.param_names,
@@ -209,38 +234,89 @@ def run_rollout(
         },
         keep_members=keep_members,
         attrs=attrs,
+        scored=True,
+        scores=score_list,
+        path=out,
+        run_key=key,
     )
+    if progress and collector.complete.any():
+        print(f"{out}: continuing a partial rollout, {int(collector.complete.sum())} of {len(idx)} "
+              f"trajectories already done", file=sys.stderr)
     mask_t = torch.from_numpy(mask) if traj.has_mask else None
-    chunk = len(idx) if batch_size is None else int(batch_size)
-    for a in range(0, len(idx), chunk):
-        b = slice(a, min(a + chunk, len(idx)))
-        stream = rollout(
-            models,
-            torch.from_numpy(history[b]),
-            torch.from_numpy(params[b]),
-            steps,
-            samples=samples,
-            mask=None if mask_t is None else mask_t[b],
-            seed=seed + a,
-            project=project,
-            blowup=blowup,
-            progress=progress,
-            max_batch=max_batch,
-            dt=dt,
-        )
-        for step in stream:
-            collector.update(step, batch=b)
-    ds = collector.dataset()
-    out = Path(out)
-    write_results(ds, out)
+    try:
+        for a in range(0, len(idx), chunk):
+            b = slice(a, min(a + chunk, len(idx)))
+            if collector.complete[b].all():
+                continue
+            ids = idx[b]
+            truth = TruthReader(traj, ids, t0, ts, steps)
+            history = np.stack([traj.read(i, start, t0 + 1, ts) for i in ids])  # (b, h, C, *S)
+            collector.begin(b, history[:, -1], truth=truth(0))
+            stream = rollout(
+                models,
+                torch.from_numpy(history),
+                torch.from_numpy(params[b]),
+                steps,
+                samples=samples,
+                mask=None if mask_t is None else mask_t[b],
+                seed=seed + a,
+                project=project,
+                blowup=blowup,
+                progress=progress,
+                max_batch=max_batch,
+                dt=dt,
+            )
+            for step in stream:
+                collector.update(step, batch=b, truth=truth(step.index))
+            collector.end(b)
+        ds = collector.dataset()
+    finally:
+        collector.close()
     if plots:
         stem = out.with_suffix("")
         chosen = default_plot_steps(steps) if plot_steps is None else list(plot_steps)
         plot_fields(ds, chosen, 0, 0, path=f"{stem}_fields.png")
         plot_error_curves(ds, path=f"{stem}_errors.png")
+        if "crps" in ds:
+            plot_calibration(ds, path=f"{stem}_calibration.png")
         if len(traj.spatial_dims) == 1:
             plot_spacetime(ds, 0, 0, path=f"{stem}_spacetime.png")
     return ds, summarize(ds)
 
 
-__all__ = ["CardMismatchWarning", "load_ensemble", "run_rollout"]
+class TruthReader:
+    """The reference states of a batch of trajectories, read from disk a block of steps at a
+    time, so a long rollout never holds its whole truth: ``reader(k) -> (b, C, *S)``.
+
+    Args:
+        traj: the split's trajectories.
+        ids: trajectory indices of the batch.
+        t0: stored frame of t = 0; ts: stored frames per model step; steps: the last step.
+        block: model steps read at once.
+    """
+
+    def __init__(self, traj: Trajectories, ids: Sequence[int], t0: int, ts: int, steps: int, block: int = 16):
+        self.traj, self.ids, self.t0, self.ts, self.steps, self.block = traj, list(ids), t0, ts, steps, block
+        self.first, self.frames = -1, np.empty(0)
+
+    def __call__(self, k: int) -> np.ndarray:
+        if not 0 <= k <= self.steps:
+            raise ValueError(f"step {k} outside 0..{self.steps}")
+        held = self.frames.shape[1] if self.frames.ndim > 1 else 0
+        if not self.first <= k < self.first + held:
+            last = min(k + self.block, self.steps + 1)
+            a, z = self.t0 + k * self.ts, self.t0 + (last - 1) * self.ts + 1
+            self.frames = np.stack([self.traj.read(i, a, z, self.ts) for i in self.ids])  # (b, n, C, *S)
+            self.first = k
+        return self.frames[:, k - self.first]
+
+
+def run_key(ckpts: Sequence[str | os.PathLike], *parts: Any) -> str:
+    """A digest of a rollout's inputs (checkpoints by path, size and modification time, and
+    ``parts``): a streamed result file is continued only by a rerun with the same key."""
+    stamp = [(os.fspath(c), os.stat(c).st_size, os.stat(c).st_mtime_ns) for c in ckpts]
+    text = json.dumps([stamp, sciflow.__version__, *parts], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+__all__ = ["CardMismatchWarning", "TruthReader", "load_ensemble", "run_rollout", "run_key"]

@@ -1,5 +1,5 @@
-"""Pictures of a rollout dataset (see :mod:`sciflow.results`): fields, space-time diagrams and
-error curves, saved as PNG.
+"""Pictures of a rollout dataset (see :mod:`sciflow.results`): fields, space-time diagrams, error
+curves and the calibration of an ensemble, saved as PNG.
 
 Figures are built with ``matplotlib.figure.Figure`` and rendered by Agg, never through pyplot,
 so nothing needs a screen and no global backend state is touched. Files are written atomically.
@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from sciflow.data.format import atomic_path
 
@@ -37,6 +39,16 @@ def _channel(ds: xr.Dataset, channel: int | str) -> str:
     if not -len(names) <= channel < len(names):
         raise ValueError(f"channel index {channel} out of range for channels {names}")
     return names[channel]
+
+
+def _readable_ticks(ax: Axes, n: int = 4) -> None:
+    """At most ``n`` ticks per axis with short labels (a power of ten goes to the axis end),
+    so that small panels of physical coordinates (0.000 ... 0.010 m) do not overlap."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(n))
+        fmt = ScalarFormatter(useMathText=True)
+        fmt.set_powerlimits((-2, 3))
+        axis.set_major_formatter(fmt)
 
 
 def _trajectory(ds: xr.Dataset, trajectory: int) -> xr.Dataset:
@@ -158,6 +170,7 @@ def plot_fields(
             ax.set_title(f"{title}, t = {float(ds.time[k]):.4g} s", fontsize=9)
             ax.set_xlabel(xd)
             ax.set_ylabel(yd)
+            _readable_ticks(ax)
         fig.colorbar(im, ax=axes[:, c], location="bottom", shrink=0.8)
     fig.suptitle(f"{ch}, trajectory {ds1.trajectory.item()}")
     return _save(fig, path)
@@ -228,6 +241,7 @@ def plot_spacetime(
         )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xd)
+        _readable_ticks(ax)
         fig.colorbar(im, ax=ax, location="bottom", shrink=0.8)
     axes[0].set_ylabel("time (s)")
     fig.suptitle(f"{ch}, trajectory {ds1.trajectory.item()}")
@@ -236,17 +250,15 @@ def plot_spacetime(
 
 def plot_error_curves(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
     """NMSE (log scale) and correlation of the ensemble mean against time: one thin line per
-    trajectory, the mean over trajectories thick. With an ensemble, also the spread and the
-    skill (RMSE of the mean) against time and a spread-vs-error scatter (calibrated on the
-    diagonal). Returns ``path``."""
+    trajectory, the mean over trajectories thick, and (dashed) copying the initial state, the
+    baseline a model has to beat. Returns ``path``."""
     if "nmse" not in ds or "correlation" not in ds:
         raise ValueError(
             "plot_error_curves: the dataset has no scores (it was collected without truth)"
         )
-    ensemble = "spread" in ds
     t = ds.time.values
-    fig = Figure(figsize=(4.2 * (4 if ensemble else 2), 3.6), layout="constrained")
-    axes = fig.subplots(1, 4 if ensemble else 2, squeeze=False)[0]
+    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False)[0]
     later = slice(1, None)  # t = 0 scores 0 and has no place on a log axis
     for ax, name, log in ((axes[0], "nmse", True), (axes[1], "correlation", False)):
         v = ds[name].transpose("trajectory", "time").values
@@ -259,33 +271,81 @@ def plot_error_curves(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
             )
         ax.set_xlabel("time (s)")
         ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         if log:
             ax.set_yscale("log")
+    if "nmse_copy" in ds:
+        with np.errstate(invalid="ignore"):
+            copy = np.nanmean(ds.nmse_copy.transpose("trajectory", "time").values, axis=0)
+        axes[0].plot(t[later], copy[later], color="0.3", lw=1.5, ls="--", label="copy the initial state")
     axes[1].axhline(0.8, color="0.5", ls=":", lw=1)
     axes[0].legend(fontsize=8)
-    if ensemble:
-        spread = np.sqrt(np.nanmean(ds.spread.values**2, axis=0))
-        skill = np.sqrt(np.nanmean(ds.skill.values**2, axis=0))
-        axes[2].plot(t, skill, color="C3", lw=2, label="skill (RMSE of mean)")
-        axes[2].plot(t, spread, color="C0", lw=2, ls="--", label="spread")
-        axes[2].set_xlabel("time (s)")
-        axes[2].legend(fontsize=8)
-        s, e = ds.spread.values[:, later].ravel(), ds.skill.values[:, later].ravel()
-        ok = np.isfinite(s) & np.isfinite(e)
-        sc = axes[3].scatter(
-            e[ok],
-            s[ok],
-            c=np.broadcast_to(t[later], ds.spread.values[:, later].shape).ravel()[ok],
-            s=8,
-            cmap="viridis",
-        )
-        top = float(max(s[ok].max(initial=0), e[ok].max(initial=0))) or 1.0
-        axes[3].plot([0, top], [0, top], color="0.4", ls=":", lw=1)
-        axes[3].set_xlabel("error (RMSE of mean)")
-        axes[3].set_ylabel("spread")
-        axes[3].set_title("spread vs error", fontsize=9)
-        fig.colorbar(sc, ax=axes[3], label="time (s)")
     return _save(fig, path)
 
 
-__all__ = ["default_plot_steps", "plot_error_curves", "plot_fields", "plot_spacetime"]
+def _rms_over_trajectories(v: xr.DataArray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.nanmean(v.transpose("trajectory", "time").values ** 2, axis=0))
+
+
+def plot_calibration(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
+    """How far an ensemble's uncertainty can be trusted, four panels: spread and skill (RMSE of
+    the mean) against time (calibrated: equal); fair CRPS and the mean's MAE against time (the
+    ensemble is worth its members where its CRPS is below the MAE); the reliability diagram
+    pooled over the rollout (calibrated: on the diagonal), with the 50 / 90 % coverage; the
+    rank histogram pooled over the rollout (calibrated: flat). Returns ``path``."""
+    need = [n for n in ("spread", "skill", "crps", "reliability", "rank_histogram") if n not in ds]
+    if need:
+        raise ValueError(f"plot_calibration: the dataset lacks {need} (an ensemble of >= 2 members "
+                         f"with truth is needed)")
+    t = ds.time.values
+    later = slice(1, None)
+    fig = Figure(figsize=(15.5, 3.7), layout="constrained")
+    ax = fig.subplots(1, 4, squeeze=False)[0]
+    ax[0].plot(t[later], _rms_over_trajectories(ds.skill)[later], color="C3", lw=2, label="skill (RMSE of mean)")
+    ax[0].plot(t[later], _rms_over_trajectories(ds.spread)[later], color="C0", lw=2, ls="--", label="spread")
+    ax[0].set_title("spread and skill", fontsize=9)
+    with np.errstate(invalid="ignore"):
+        crps = np.nanmean(ds.crps.transpose("trajectory", "time").values, axis=0)
+        mae = np.nanmean(ds.mae.transpose("trajectory", "time").values, axis=0) if "mae" in ds else None
+    ax[1].plot(t[later], crps[later], color="C0", lw=2, label="fair CRPS")
+    if mae is not None:
+        ax[1].plot(t[later], mae[later], color="C3", lw=1.5, ls="--", label="MAE of the mean")
+    ax[1].set_title("CRPS (lower is better)", fontsize=9)
+    for a in ax[:2]:
+        a.set_xlabel("time (s)")
+        a.xaxis.set_major_locator(MaxNLocator(5))
+        a.legend(fontsize=8)
+    rest = ds.isel(time=later)
+    p = ds.probability.values
+    with np.errstate(invalid="ignore"):
+        obs = np.nanmean(rest.reliability.values.reshape(-1, p.size), axis=0)
+        hist = np.nanmean(rest.rank_histogram.values.reshape(-1, ds.sizes["rank"]), axis=0)
+    ax[2].plot([0, 1], [0, 1], color="0.5", ls=":", lw=1)
+    ax[2].plot(p, obs, "o-", color="C0", ms=3)
+    if "coverage" in ds:
+        with np.errstate(invalid="ignore"):
+            cov = np.nanmean(rest.coverage.values.reshape(-1, ds.sizes["coverage_level"]), axis=0)
+        text = ", ".join(f"{lv:.0%}: {c:.0%}" for lv, c in zip(ds.coverage_level.values, cov))
+        ax[2].text(0.03, 0.93, f"coverage {text}", transform=ax[2].transAxes, fontsize=8, va="top")
+    ax[2].set_xlabel("nominal probability")
+    ax[2].set_ylabel("observed frequency")
+    ax[2].set_title("reliability (rank-based PIT)", fontsize=9)
+    ranks = ds["rank"].values
+    ax[3].bar(ranks, hist, color="C0", width=0.8)
+    ax[3].axhline(1 / ranks.size, color="0.3", ls="--", lw=1, label="calibrated")
+    ax[3].set_xlabel("rank of the truth among the members")
+    ax[3].set_title("rank histogram", fontsize=9)
+    ax[3].xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    ax[3].legend(fontsize=8)
+    fig.suptitle(f"{ds.sizes['member']} members, {ds.sizes['trajectory']} trajectories")
+    return _save(fig, path)
+
+
+__all__ = [
+    "default_plot_steps",
+    "plot_calibration",
+    "plot_error_curves",
+    "plot_fields",
+    "plot_spacetime",
+]

@@ -1,10 +1,15 @@
 """The rollout engine: an ensemble of surrogates stepped autoregressively, one step at a time.
 
-``rollout`` is a generator. Each model of a deep ensemble runs its ``samples`` stochastic copies
-of the batch through the operator together, as one batch of ``samples * B``; the members of a
-step are stacked model-major (member ``m = model * samples + sample``). Only the last ``h``
+``rollout`` is a generator. Members are models x samples, where a deterministic model (one
+whose stepper draws no random numbers) contributes one member whatever ``samples`` says: its
+samples would be copies, and copies scored as independent members make every ensemble score
+wrong. Each stochastic model runs its ``samples`` copies of the batch through the operator
+together, as one batch of ``samples * B``; the members of a step are stacked model-major
+(:func:`member_table` lists which member comes from which model and sample). Only the last ``h``
 frames of each member are kept, so memory does not grow with the number of steps: consumers
-(metrics, the results collector) take what they need from each yielded :class:`Step`.
+(metrics, the results collector) take what they need from each yielded :class:`Step`. Models are
+put in eval mode for the rollout (dropout off, normalisation statistics frozen) and given back in
+the mode they came in.
 
 Blow-up handling is per member and batch element: a state with a NaN/Inf, or larger than
 ``blowup`` times the initial condition's largest magnitude (per channel), is stopped and reads
@@ -42,9 +47,9 @@ class Step:
     Attributes:
         index: model step ``k = 1..steps``.
         time: ``k * dt`` in seconds.
-        members: ``(M, B, C, *S)`` states in physical units; ``M = len(models) * samples``,
-            member ``m`` comes from model ``m // samples``. float32, or the dtype of the
-            ``project`` hook's output.
+        members: ``(M, B, C, *S)`` states in physical units, model-major; member ``m`` comes
+            from model and sample ``member_table(models, samples)[m]``.
+            float32, or the dtype of the ``project`` hook's output.
         alive: ``(M, B)`` bool; False once a member blew up (its values are NaN from then on).
     """
 
@@ -60,6 +65,17 @@ def member_seed(seed: int, model: int) -> int:
     Derived with numpy's ``SeedSequence`` so that models get independent, reproducible streams.
     """
     return int(np.random.SeedSequence([int(seed), int(model)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def member_table(models: Sequence[Surrogate], samples: int) -> list[tuple[int, int]]:
+    """``(model, sample)`` of each ensemble member, in the order of :attr:`Step.members`: a
+    stochastic model gives ``samples`` members, a deterministic one (``model.stochastic`` False)
+    one."""
+    return [
+        (i, s)
+        for i, m in enumerate(models)
+        for s in range(samples if bool(getattr(m, "stochastic", True)) else 1)
+    ]
 
 
 def _spec(model: Surrogate) -> dict:
@@ -123,7 +139,8 @@ def rollout(
         initial: ``(B, h, C, *S)`` history frames in physical units; the last one is t = 0.
         params: ``(B, P)`` operating parameters.
         steps: number of model steps.
-        samples: stochastic samples per model (members ``M = len(models) * samples``).
+        samples: samples per stochastic model; a deterministic model gives one member (see
+            :func:`member_table`).
         mask: ``(B, *S)`` bool fluid cells, or None.
         seed: seeds one ``torch.Generator`` per model (:func:`member_seed`); the same seed (and
             ``max_batch``) gives the same members.
@@ -195,45 +212,51 @@ def rollout(
         torch.Generator(device=_device(m)).manual_seed(member_seed(seed, i))
         for i, m in enumerate(models)
     ]
-    # per model: (samples * B, h_m, C, *S), row s * B + b
+    table = member_table(models, samples)
+    counts = [sum(1 for i, _ in table if i == j) for j in range(len(models))]
+    # per model: (n_j * B, h_m, C, *S), row s * B + b
     windows = [
-        initial[:, h - hm :].repeat(samples, *([1] * (initial.ndim - 1))) for hm in histories
+        initial[:, h - hm :].repeat(n, *([1] * (initial.ndim - 1)))
+        for hm, n in zip(histories, counts)
     ]
-    rep_params = params.repeat(samples, 1)
-    rep_mask = None if mask is None else mask.repeat(samples, *([1] * n_dims))
-    M = len(models) * samples
+    # parameters and mask repeated like each model's window rows
+    conds = [
+        (
+            params.repeat(n, 1),
+            None if mask is None else mask.repeat(n, *([1] * n_dims)),
+        )
+        for n in counts
+    ]
+    M = len(table)
     alive = torch.ones(M, B, dtype=torch.bool, device=device)
+    modes = [m.training for m in models]
 
-    batched = None
-    if batch_models is None:
-        batch_models = device.type != "cpu"
-    if batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1:
-        batched = batch_members(models)
     bar = tqdm(range(1, steps + 1), desc="rollout", unit="step", disable=not progress)
     try:
+        for m in models:
+            m.eval()
+        batched = None
+        if batch_models is None:
+            batch_models = device.type != "cpu"
+        if (batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1
+                and len(set(counts)) == 1):
+            batched = batch_members(models)  # after eval(): the batched call copies the mode
         for k in bar:
             members, alive = _advance(
-                models,
-                windows,
-                generators,
-                rep_params,
-                rep_mask,
-                alive,
-                limit,
-                k,
-                dt,
-                samples,
-                max_batch,
+                models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch,
                 project,
                 batched,
             )
             yield Step(index=k, time=k * dt, members=members, alive=alive.clone())
     finally:
         bar.close()
+        for m, mode in zip(models, modes):
+            m.train(mode)
 
 
 def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list[Tensor]:
-    """Every model's next states in one vmapped call per chunk: ``K`` tensors ``(samples, B, C, *S)``."""
+    """Every model's next states in one vmapped call per chunk: ``K`` tensors ``(samples, B, C, *S)``
+    (``samples``: the members per model, the same for all)."""
     N = windows[0].shape[0]
     chunk = N if max_batch is None else max_batch
     stacked = torch.stack(windows)  # (K, samples * B, h, C, *S)
@@ -246,7 +269,7 @@ def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list
 
 @torch.no_grad()
 def _advance(
-    models, windows, generators, params, mask, alive, limit, k, dt, samples, max_batch, project,
+    models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch, project,
     batched=None,
 ) -> tuple[Tensor, Tensor]:
     """One step of every member; updates ``windows`` in place (list items) and returns
@@ -254,8 +277,10 @@ def _advance(
     mode never leaks to the consumer across a ``yield``."""
     B = alive.shape[1]
     sampler = getattr(project, "sampler", None)
-    outs = [] if batched is None else _batched_outputs(batched, windows, params, mask, max_batch, samples)
-    for i, (model, window, gen) in enumerate(zip(models, windows, generators) if batched is None else ()):
+    outs = [] if batched is None else _batched_outputs(batched, windows, *conds[0], max_batch, counts[0])
+    offsets = [sum(counts[:i]) for i in range(len(counts))]  # first member of each model
+    looped = zip(models, windows, generators, counts, conds) if batched is None else ()
+    for i, (model, window, gen, n, (p, msk)) in enumerate(looped):
         N = window.shape[0]
         chunk = N if max_batch is None else max_batch
         dev = gen.device
@@ -264,18 +289,18 @@ def _advance(
             extra = {}
             if sampler is not None:
                 rows = torch.arange(a, min(a + chunk, N))  # row = sample * B + batch element
-                fn = sampler(k, i * samples + rows // B, rows % B)
+                fn = sampler(k, offsets[i] + rows // B, rows % B)
                 if fn is not None:
                     extra["project"] = fn
             parts.append(model.predict_next(
                 window[a : a + chunk].to(dev),
-                params[a : a + chunk].to(dev),
-                None if mask is None else mask[a : a + chunk].to(dev),
+                p[a : a + chunk].to(dev),
+                None if msk is None else msk[a : a + chunk].to(dev),
                 generator=gen,
                 **extra,
             ))
         nxt = torch.cat(parts).to(device=alive.device, dtype=torch.float32)
-        outs.append(nxt.reshape(samples, B, *nxt.shape[1:]))
+        outs.append(nxt.reshape(n, B, *nxt.shape[1:]))
     members = torch.cat(outs)  # (M, B, C, *S)
 
     bad = ~torch.isfinite(members) | (members.abs() > limit)
@@ -284,7 +309,7 @@ def _advance(
     if bool(new_dead.any()):
         pairs = torch.nonzero(new_dead).tolist()
         shown = ", ".join(
-            f"member {m} (model {m // samples}, sample {m % samples}) of batch element {b}"
+            f"member {m} (model {table[m][0]}, sample {table[m][1]}) of batch element {b}"
             for m, b in pairs[:10]
         )
         more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
@@ -309,11 +334,21 @@ def _advance(
 
     # feed back: stopped members carry zeros (finite) so they cannot disturb batched operators
     fed = members.masked_fill(dead_view, 0.0)
-    for i in range(len(windows)):
-        new = fed[i * samples : (i + 1) * samples].reshape(samples * B, 1, *members.shape[2:])
+    first = 0
+    for i, n in enumerate(counts):
+        new = fed[first : first + n].reshape(n * B, 1, *members.shape[2:])
         new = new.to(windows[i].dtype)
         windows[i] = torch.cat([windows[i][:, 1:], new], dim=1)
+        first += n
     return members, alive
 
 
-__all__ = ["BlowupWarning", "Projection", "Step", "blowup_limit", "member_seed", "rollout"]
+__all__ = [
+    "BlowupWarning",
+    "Projection",
+    "Step",
+    "blowup_limit",
+    "member_seed",
+    "member_table",
+    "rollout",
+]

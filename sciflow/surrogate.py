@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,11 @@ from sciflow.data.reader import field_groups
 from sciflow.metrics.spatial import grouped_nmse
 from sciflow.rollout import rollout
 from sciflow.steppers import Stepper, build_stepper
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The global seed of DDP rank ``rank`` in a run seeded with ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint32)[0])
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,6 +129,11 @@ class Surrogate(L.LightningModule):
 
     # -- inference ----------------------------------------------------------------------------------
     @property
+    def stochastic(self) -> bool:
+        """Whether a step draws random numbers (else every sample of this model is the same)."""
+        return bool(self.inference_stepper.stochastic)
+
+    @property
     def inference_stepper(self) -> Stepper:
         """The EMA weights when kept, else the trained ones."""
         return self.ema if self.ema is not None else self.stepper
@@ -176,6 +187,18 @@ class Surrogate(L.LightningModule):
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=prev.shape[0])
         return loss
+
+    def setup(self, stage: str) -> None:
+        # Every DDP rank starts from the same seed (seed_everything), so without this the ranks
+        # would draw the same flow times, refinement levels and noise, and more devices would add
+        # no noise diversity. Ranks > 0 re-seed the global RNG from (seed, rank) after the model is
+        # built (weights stay identical: DDP broadcasts rank 0's) and before training starts;
+        # rank 0 keeps its stream, so a single-process run is unchanged. Data order is not
+        # affected: the distributed sampler has its own seed.
+        if stage == "fit" and self.trainer is not None and self.trainer.world_size > 1:
+            rank = self.trainer.global_rank
+            if rank > 0:
+                torch.manual_seed(rank_seed(torch.initial_seed(), rank))
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)

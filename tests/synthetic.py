@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from sciflow.data.case import BoundarySpec
 from sciflow.data.format import write_well
-from sciflow.solvers.base import BoundarySpec
 
 
 def make_dataset(root: Path, *, n: tuple[int, int, int] = (6, 2, 2), shape: tuple[int, int] = (16, 16),

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from sciflow.cli import build_parser, main
+from sciflow.data.card import available_cards
 
 
 def test_help_lists_every_command(capsys):
@@ -92,3 +93,38 @@ def test_rollout_command_writes_netcdf_and_plots(synthetic_card, tmp_path, capsy
     ds = xr.open_dataset(out)
     assert ds.sizes["trajectory"] == 1 and ds.sizes["time"] == 5  # t = 0 and 4 steps
     assert (tmp_path / "r_fields.png").stat().st_size > 0 and (tmp_path / "r_errors.png").stat().st_size > 0
+
+
+def test_generate_help_lists_every_card_in_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["data", "generate", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    listing = out[out.index("available cards:"):].splitlines()[1:]
+    names = [line.split()[0] for line in listing if line.strip()]
+    assert names == sorted(available_cards())  # every shipped card generates
+    assert any("Lid-driven cavity; 64x64, fields velocity, pressure" in line for line in listing)
+
+
+def test_data_commands_print_one_clean_error_and_debug_shows_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "nope.hdf5"
+    cases = [
+        (["data", "inspect", str(missing)], f"{missing}: no such file"),
+        (["data", "generate", "no_such_card"], "no dataset card 'no_such_card'"),
+        (["data", "import", "pdebench", str(missing), "--out", str(tmp_path / "o")], f"{missing}: no such file"),
+        (["data", "import", "pdebench", str(missing), "--out", str(tmp_path / "o"), "--param-from", "k=column:3"],
+         "parameter source 'column:3'"),
+    ]
+    for argv, text in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert f"sciflow data {argv[1]}: error: " in err and text in err and "Traceback" not in err, err
+    from sciflow.data.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="no such file"):
+        main(["data", "inspect", "--debug", str(missing)])
+    # a CFDBench folder handed to inspect says what it is
+    (tmp_path / "cavity" / "bc" / "case0000").mkdir(parents=True)
+    (tmp_path / "cavity" / "bc" / "case0000" / "case.json").write_text("{}")
+    assert main(["data", "inspect", str(tmp_path / "cavity")]) == 1
+    assert "CFDBench folder" in capsys.readouterr().err

@@ -102,7 +102,10 @@ def test_end_to_end_trained_checkpoint(data, tmp_path):
     xr.testing.assert_identical(read_results(out), ds)
 
 
-def test_ensemble_with_samples_is_seeded(data, tmp_path):
+def test_members_are_models_times_samples_of_stochastic_models(data, tmp_path):
+    """A deterministic model contributes one member whatever --samples says; a stochastic one
+    its samples. The file records which member came from which model and sample, and the
+    ensemble scores count exactly the distinct members."""
     torch.manual_seed(1)
     noisy = save_checkpoint(
         Surrogate(TINY_FNO, stepper=NOISY, data_spec=data["spec"]), tmp_path / "noisy.ckpt"
@@ -112,14 +115,29 @@ def test_ensemble_with_samples_is_seeded(data, tmp_path):
     ds, summary = run_rollout(ckpts, data["card"], out=tmp_path / "a.nc", seed=3, **kw)
     again, _ = run_rollout(ckpts, data["card"], out=tmp_path / "b.nc", seed=3, **kw)
     other, _ = run_rollout(ckpts, data["card"], out=tmp_path / "c.nc", seed=4, **kw)
-    assert ds.sizes["member"] == 4 and ds.member_model.values.tolist() == [0, 0, 1, 1]
+    assert ds.sizes["member"] == 3 and summary["members"] == 3
+    assert ds.member_model.values.tolist() == [0, 1, 1]
+    assert ds.member_sample.values.tolist() == [0, 0, 1]
     m = ds.members.isel(time=-1).values
-    np.testing.assert_array_equal(m[0], m[1])  # deterministic model: samples agree
-    assert np.abs(m[2] - m[3]).max() > 1e-3  # stochastic model: samples differ
+    assert np.abs(m[1] - m[2]).max() > 1e-3  # stochastic model: samples differ
     np.testing.assert_array_equal(again.members.values, ds.members.values)
-    assert np.abs(other.members.isel(time=-1).values[2:] - m[2:]).max() > 1e-3
+    assert np.abs(other.members.isel(time=-1).values[1:] - m[1:]).max() > 1e-3
+    np.testing.assert_array_equal(other.members.isel(time=-1).values[0], m[0])
+    # the ensemble statistics are those of the three distinct members
+    members = ds.members.isel(time=-1)
+    np.testing.assert_allclose(ds["mean"].isel(time=-1), members.mean("member"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ds["std"].isel(time=-1), members.std("member", ddof=1), rtol=1e-4, atol=1e-6)
     assert {"crps_mean", "spread_skill", "sample_decorrelation_time_0.8"} <= set(summary)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_samples_of_a_deterministic_model_are_one_member(data, tmp_path):
+    kw = {"steps": 2, "plots": False, "progress": False}
+    with pytest.warns(UserWarning, match="deterministic: each contributes one member"):
+        ds, summary = run_rollout([data["ckpt"]], data["card"], samples=8, out=tmp_path / "a.nc", **kw)
+    one, _ = run_rollout([data["ckpt"]], data["card"], out=tmp_path / "b.nc", **kw)
+    assert ds.sizes["member"] == 1 and summary["members"] == 1 and "crps" not in ds
+    xr.testing.assert_identical(ds.drop_attrs(), one.drop_attrs())
 
 
 def test_time_step_history_start_and_selection(data, tmp_path):

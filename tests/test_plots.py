@@ -7,7 +7,13 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from sciflow.plots import default_plot_steps, plot_error_curves, plot_fields, plot_spacetime
+from sciflow.plots import (
+    default_plot_steps,
+    plot_calibration,
+    plot_error_curves,
+    plot_fields,
+    plot_spacetime,
+)
 from sciflow.results import RolloutCollector
 from sciflow.rollout import Step
 
@@ -68,14 +74,57 @@ def test_fields_2d(tmp_path, M):
 
 def test_error_curves(tmp_path):
     _check_png(plot_error_curves(_dataset(M=1), path=tmp_path / "e1.png"), 700)
-    _check_png(plot_error_curves(_dataset(M=3), path=tmp_path / "e3.png"), 1500)  # + spread panels
+    _check_png(plot_error_curves(_dataset(M=3), path=tmp_path / "e3.png"), 700)
+
+
+def test_calibration(tmp_path):
+    # spread and skill, CRPS, reliability diagram, rank histogram
+    _check_png(plot_calibration(_dataset(M=3), path=tmp_path / "c.png"), 1400)
+    with pytest.raises(ValueError, match="lacks"):
+        plot_calibration(_dataset(M=1), path=tmp_path / "c1.png")
+
+
+def test_field_tick_labels_do_not_overlap(tmp_path):
+    """Cell centres of a 1 cm box (the cavity's): at most a few short tick labels per panel axis
+    (matplotlib's defaults gave 0.0000 0.0025 ... 0.0100, which ran into each other)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    centres = (np.arange(64) + 0.5) / 64 * 0.01
+    ds = _dataset(S=(64, 64), M=1).assign_coords(x=centres, y=centres)
+    path = plot_fields(ds, [1, 2], 0, path=tmp_path / "f.png")
+    _check_png(path, 900)
+    # re-draw the same figure and measure its tick labels
+    import sciflow.plots as plots
+
+    captured = {}
+    real_save = plots._save
+
+    def keep(fig, p):
+        captured["fig"] = fig
+        return real_save(fig, p)
+
+    plots._save = keep
+    try:
+        plot_fields(ds, [1, 2], 0, path=tmp_path / "g.png")
+    finally:
+        plots._save = real_save
+    fig = captured["fig"]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    for ax in fig.axes[:-3]:  # the panels, not the colour bars
+        lo, hi = sorted(ax.get_xlim())
+        labels = [t for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+        assert 2 <= len(labels) <= 5
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for a, b in zip(boxes, boxes[1:]):  # at least a space's width between labels
+            assert a.x1 + 5 < b.x0, f"tick labels run together: {[t.get_text() for t in labels]}"
 
 
 def test_one_dimensional(tmp_path):
     ds = _dataset(S=(16,), M=2)
     _check_png(plot_fields(ds, None, 0, path=tmp_path / "lines.png"), 600)
     _check_png(plot_spacetime(ds, "u", path=tmp_path / "st.png"), 900)
-    _check_png(plot_error_curves(ds, path=tmp_path / "e.png"), 1500)
+    _check_png(plot_error_curves(ds, path=tmp_path / "e.png"), 700)
 
 
 def test_default_steps():

@@ -10,7 +10,15 @@ import pytest
 import torch
 import xarray as xr
 
-from sciflow.results import RolloutCollector, read_results, summarize, write_results
+from sciflow import metrics
+from sciflow.results import (
+    DEFAULT_SCORES,
+    RolloutCollector,
+    Score,
+    read_results,
+    summarize,
+    write_results,
+)
 from sciflow.rollout import Step
 
 X = np.linspace(0.0, 1.0, 8)
@@ -70,6 +78,9 @@ def test_dataset_layout():
         "y": 6,
         "member": 4,
         "param": 2,
+        "coverage_level": 2,
+        "probability": 19,
+        "rank": 5,
     }
     np.testing.assert_allclose(ds.time.values, [0.0, 0.5, 1.0, 1.5])
     assert ds.step.values.tolist() == [0, 1, 2, 3] and ds.step.dims == ("time",)
@@ -90,6 +101,8 @@ def test_dataset_layout():
         "nrmse",
         "vrmse",
         "correlation",
+        "mae",
+        "nmse_copy",
         "crps",
         "spread",
         "skill",
@@ -97,6 +110,10 @@ def test_dataset_layout():
         "sample_correlation",
     ):
         assert ds[name].dims == ("trajectory", "time"), name
+    assert ds.coverage.dims == ds.interval_width.dims == ("trajectory", "time", "coverage_level")
+    assert ds.coverage_level.values.tolist() == [0.5, 0.9]
+    assert ds.reliability.dims == ("trajectory", "time", "probability")
+    assert ds.rank_histogram.dims == ("trajectory", "time", "rank") and ds["rank"].values.tolist() == [0, 1, 2, 3, 4]
     assert ds.attrs["card"] == "synthetic" and ds.attrs["seed"] == 3 and ds.attrs["steps"] == 3
     assert ds.attrs["dt"] == 0.5 and ds.attrs["n_members"] == 4 and "sciflow_version" in ds.attrs
     # perfect members: zero error, zero spread, correlation one
@@ -348,3 +365,145 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="step 1 of trajectory 0 was never recorded"):
         col.dataset()
+
+
+def test_copy_baseline_and_mae_per_step():
+    truth = _truth(B=2, steps=3)
+    pred = truth + 0.25
+    col = _collector(truth, M=1)
+    _feed(col, lambda k: pred[:, k].unsqueeze(0), 3)
+    ds = col.dataset()
+    np.testing.assert_allclose(ds.mae.isel(time=slice(1, None)).values, 0.25, rtol=1e-6)
+    # copying the initial state: NMSE of truth[0] against truth[k], field by field, averaged
+    for k in range(4):
+        y, x0 = truth[:, k].double(), truth[:, 0].double()
+        want = (((x0 - y) ** 2).mean(dim=(2, 3)) / (y**2).mean(dim=(2, 3))).mean(-1)
+        np.testing.assert_allclose(ds.nmse_copy.isel(time=k).values, want.numpy(), rtol=1e-5)
+    s = summarize(ds)
+    assert s["nmse_copy_step1"] == pytest.approx(float(ds.nmse_copy.isel(time=1).mean()))
+    assert s["nmse_step1_vs_copy"] == pytest.approx(s["nmse_step1"] / s["nmse_copy_step1"])
+
+
+def test_calibration_scores_per_step_match_the_metrics():
+    truth = _truth(B=2, steps=2, seed=3)
+    g = torch.Generator().manual_seed(4)
+    members = [truth[:, k] + torch.randn(5, *truth[:, k].shape, generator=g) for k in range(3)]
+    col = _collector(truth, M=5)
+    _feed(col, lambda k: members[k], 2)
+    ds = col.dataset()
+    x, y = members[2].double(), truth[:, 2].double()
+    cov, width = metrics.interval_coverage(x, y, (0.5, 0.9))
+    np.testing.assert_allclose(ds.coverage.isel(time=2).values, cov.numpy())
+    np.testing.assert_allclose(ds.interval_width.isel(time=2).values, width.numpy())
+    np.testing.assert_allclose(ds.reliability.isel(time=2).values, metrics.reliability_curve(x, y)[1].numpy())
+    np.testing.assert_allclose(ds.rank_histogram.isel(time=2).values, metrics.rank_histogram(x, y).numpy())
+    np.testing.assert_allclose(ds.crps.isel(time=2).values, metrics.crps_ensemble(x, y).numpy())
+    s = summarize(ds)
+    assert len(s["reliability"]) == 19 and len(s["rank_histogram"]) == 6
+    assert s["coverage_0.9_mean"] == pytest.approx(float(ds.coverage.sel(coverage_level=0.9)[:, 1:].mean()))
+    assert 0 <= s["calibration_error"] < 0.5
+    json.dumps(s, allow_nan=False)
+
+
+def test_rank_histogram_needs_every_member_and_coverage_uses_the_alive_ones():
+    truth = _truth(B=2, steps=1)
+    g = torch.Generator().manual_seed(5)
+    m = truth[:, 1] + torch.randn(3, *truth[:, 1].shape, generator=g)
+    col = _collector(truth, M=3)
+    _feed(col, lambda k: m, 1, lambda k: torch.tensor([[True, True], [True, True], [True, False]]))
+    ds = col.dataset().isel(time=1)
+    assert np.isnan(ds.rank_histogram.values[1]).all() and np.isfinite(ds.rank_histogram.values[0]).all()
+    cov, _ = metrics.interval_coverage(m[:2, 1:2].double(), truth[1:2, 1].double())
+    np.testing.assert_allclose(ds.coverage.values[1], cov[0].numpy())
+
+
+def test_censored_correlation_times_are_marked():
+    truth = _truth(B=2, steps=3)
+    col = _collector(truth, M=1)
+    _feed(col, lambda k: truth[:, k].unsqueeze(0) * 1.1, 3)  # perfectly correlated throughout
+    s = summarize(col.dataset())
+    assert s["high_correlation_time_0.8"] == 1.5 and s["high_correlation_time_0.8_censored"] is True
+
+
+def test_a_score_added_to_the_list_becomes_a_variable():
+    def energy(c):
+        return {"energy_error": (c.mean**2 - c.truth**2).mean(dim=tuple(range(1, c.truth.ndim))).numpy()}
+
+    extra = Score(outputs={"energy_error": None}, compute=energy, long_names={"energy_error": "energy error"})
+    truth = _truth(B=2, steps=2)
+    col = _collector(truth, M=1, scores=[*DEFAULT_SCORES, extra])
+    _feed(col, lambda k: 2 * truth[:, k].unsqueeze(0), 2)
+    ds = col.dataset()
+    want = (3 * truth[:, 2].double() ** 2).mean(dim=(1, 2, 3)).numpy()
+    np.testing.assert_allclose(ds.energy_error.isel(time=2).values, want, rtol=1e-6)
+    assert ds.energy_error.attrs["long_name"] == "energy error"
+
+
+def _stream(path, truth, B_batches, M=2, run_key="k", stop_after=None):
+    """Collect into ``path`` in trajectory batches; stop (as a kill would) after ``stop_after``."""
+    B = truth.shape[0]
+    col = RolloutCollector(steps=truth.shape[1] - 1, dt=0.5, channels=["c0", "c1"], coords={"x": X, "y": Y},
+                           n_members=M, n_trajectories=B, scored=True, path=path, run_key=run_key,
+                           keep_members=True)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(M, *truth.shape, generator=g)
+    for i, b in enumerate(B_batches):
+        if col.complete[b].all():
+            continue
+        if stop_after is not None and i >= stop_after:
+            col.close()
+            return col
+        col.begin(b, truth[b, 0])
+        for k in range(1, truth.shape[1]):
+            members = truth[b, k] + 0.1 * noise[:, b, k]
+            col.update(Step(k, 0.5 * k, members, torch.ones(M, b.stop - b.start, dtype=torch.bool)), b,
+                       truth=truth[b, k])
+        col.end(b)
+    return col
+
+
+def test_streamed_results_equal_the_in_memory_ones(tmp_path):
+    truth = _truth(B=3, steps=3)
+    batches = [slice(0, 2), slice(2, 3)]
+    path = tmp_path / "r.nc"
+    ds = _stream(path, truth, batches).dataset()
+    assert path.is_file() and not (tmp_path / "r.nc.partial").exists()
+    mem = RolloutCollector(truth[:, 0], steps=3, dt=0.5, channels=["c0", "c1"], coords={"x": X, "y": Y},
+                           n_members=2, truth=truth, keep_members=True)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(2, *truth.shape, generator=g)
+    for b in batches:
+        for k in range(1, 4):
+            mem.update(Step(k, 0.5 * k, truth[b, k] + 0.1 * noise[:, b, k], torch.ones(2, b.stop - b.start,
+                                                                                          dtype=torch.bool)), b)
+    want = mem.dataset()
+    xr.testing.assert_allclose(ds.load().drop_attrs(), want.drop_attrs())
+    assert ds.attrs == want.attrs
+    assert ds.alive.dtype == bool and ds.channel.values.tolist() == ["c0", "c1"]
+    ds.close()
+
+
+def test_a_killed_stream_leaves_no_result_and_a_rerun_continues(tmp_path):
+    truth = _truth(B=3, steps=3)
+    batches = [slice(0, 1), slice(1, 2), slice(2, 3)]
+    path = tmp_path / "r.nc"
+    path.write_text("the previous result")
+    _stream(path, truth, batches, stop_after=2)  # two batches done, then killed
+    assert path.read_text() == "the previous result"  # untouched until the new one is whole
+    partial = tmp_path / "r.nc.partial"
+    assert partial.is_file()
+    with pytest.raises(ValueError, match="never recorded"):
+        _stream(path, truth, batches, stop_after=2).dataset()
+    col = _stream(path, truth, batches)  # the rerun: only the last batch is computed
+    ds = col.dataset()
+    assert not partial.exists()
+    whole = _stream(tmp_path / "whole.nc", truth, batches).dataset()
+    xr.testing.assert_identical(ds.load(), whole.load())
+    # a partial file of another run is started over, not continued
+    _stream(tmp_path / "o.nc", truth, batches, stop_after=1)
+    col = _stream(tmp_path / "o.nc", truth, batches, run_key="other", stop_after=0)
+    assert not col.complete.any()
+    # a partial file a kill left unreadable is started over
+    (tmp_path / "u.nc.partial").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    col = _stream(tmp_path / "u.nc", truth, batches, stop_after=0)
+    assert not col.complete.any()

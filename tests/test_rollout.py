@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sciflow.data.datamodule import SciflowData
-from sciflow.rollout import BlowupWarning, Step, blowup_limit, member_seed, rollout
+from sciflow.rollout import BlowupWarning, Step, blowup_limit, member_seed, member_table, rollout
 from sciflow.steppers.deterministic import Deterministic
 from sciflow.surrogate import Surrogate
 from tests.synthetic import make_dataset
@@ -20,6 +20,8 @@ TINY_FNO = {"class_path": "fno", "init_args": {"width": 8, "modes": 4, "n_layers
 
 class NoisyStepper(Deterministic):
     """Deterministic step plus seeded Gaussian noise: the smallest stochastic stepper."""
+
+    stochastic = True
 
     def __init__(self, operator, *, noise: float = 0.1, **sizes):
         super().__init__(operator, **sizes)
@@ -79,20 +81,42 @@ NOISY = {"class_path": "tests.test_rollout.NoisyStepper", "init_args": {"noise":
 
 
 def test_steps_shapes_time_and_members(spec):
-    models = [_fno(spec, seed=0), _fno(spec, seed=1)]
+    models = [_fno(spec, seed=0), _fno(spec, NOISY, seed=1), _fno(spec, seed=2)]
     x, p = _inputs(spec, B=2)
     out = list(rollout(models, x, p, 3, samples=2))
     assert [s.index for s in out] == [1, 2, 3]
     assert [s.time for s in out] == pytest.approx([0.1, 0.2, 0.3])
+    # deterministic models contribute one member each (their samples would be copies), the
+    # stochastic one its two samples: 4 members, model-major
+    assert member_table(models, 2) == [(0, 0), (1, 0), (1, 1), (2, 0)]
     for s in out:
         assert isinstance(s, Step)
         assert s.members.shape == (4, 2, 3, 16, 16)
         assert s.alive.shape == (4, 2) and bool(s.alive.all())
-    # deterministic models: both samples of a model agree, the two models differ
     m = out[-1].members
-    torch.testing.assert_close(m[0], m[1], rtol=0, atol=0)
-    torch.testing.assert_close(m[2], m[3], rtol=0, atol=0)
-    assert not torch.allclose(m[0], m[2])
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.allclose(m[i], m[j]), (i, j)
+    # each member is its model's own rollout (the noisy model's members from its own generator)
+    alone = list(rollout(models[2:], x, p, 3, samples=2))[-1].members
+    torch.testing.assert_close(alone[0], m[3], rtol=0, atol=0)
+
+
+def test_models_roll_out_in_eval_mode_and_come_back_as_they_were(spec):
+    seen = []
+
+    class ModeRecorder(ScaledCopy):
+        def predict_next(self, history, params, mask=None, *, generator=None):
+            seen.append(self.training)
+            return history[:, -1]
+
+    a, b = ModeRecorder(TINY_FNO, data_spec=spec), ModeRecorder(TINY_FNO, data_spec=spec)
+    a.train()
+    b.eval()
+    x, p = _inputs(spec, B=1)
+    list(rollout([a, b], x, p, 2))
+    assert seen == [False] * 4
+    assert a.training and not b.training
 
 
 def test_members_follow_predict_next(spec):
@@ -206,6 +230,8 @@ def test_blowup_stops_exactly_the_exploding_member(spec):
 
 def test_nan_output_stops_member_and_does_not_spread(spec):
     class NaNOnce(ScaledCopy):
+        stochastic = True  # two samples, two members
+
         def predict_next(self, history, params, mask=None, *, generator=None):
             out = history[:, -1].clone()
             out[1, 0, 0, 0] = float("nan")  # batch row 1: sample 0 of element 1 (B = 2)

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sciflow.data.errors import CardError
+
 SPLITS = ("train", "valid", "test")
 # what a card describes: dense-grid trajectories (the Well layout) or particle trajectories
 # (LagrangeBench's layout, sciflow.data.particles)
@@ -39,10 +41,6 @@ CARD_KINDS = ("grid", "particles")
 # keys a card may carry for readers that the code does not interpret
 DESCRIPTIVE_KEYS = {"boundary_conditions", "notes", "reference", "references", "validation", "source",
                     "skipped", "differences", "units", "imported_from", "generator_notes"}
-
-
-class CardError(ValueError):
-    """A card is missing a key or holds a bad value; the message names the card and key."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +116,12 @@ class DatasetCard:
         smaller one chose. A case's id, parameters, seed and split depend only on the card and its
         place in that order, never on ``n``: growing a sweep adds cases and redoes nothing.
         """
+        if n is not None and (not isinstance(n, int) or n < 0):
+            raise CardError(f"card {self.name!r}: the number of cases must be an integer >= 0, got {n!r}")
         if subset == "all" and "all" not in self.subsets:
             names = list(self.subsets)
+            if not names:
+                raise CardError(f"card {self.name!r}: no subsets (key 'subsets'), so no sweep to run")
             if n is None:
                 return [c for s in names for c in self.cases(s)]
             share = [n // len(names) + (k < n % len(names)) for k in range(len(names))]
@@ -153,6 +155,11 @@ class DatasetCard:
 
     def _sweep(self, subset: str, spec: dict[str, Any]) -> list[tuple[str, dict[str, float], int]]:
         vary = spec.get("vary", {})
+        if not isinstance(vary, dict):
+            raise CardError(f"card {self.name!r}: subsets.{subset}.vary must map parameters to sweeps, found {vary!r}")
+        cases = spec.get("cases", 1)
+        if not _is_int(cases, 0):
+            raise CardError(f"card {self.name!r}: subsets.{subset}.cases must be an integer >= 0, found {cases!r}")
         unknown = [p for p in vary if p not in self.params]
         if unknown:
             raise CardError(f"card {self.name!r}: subsets.{subset}.vary names unknown parameter(s) {unknown}")
@@ -161,19 +168,33 @@ class DatasetCard:
         for p, v in vary.items():
             where = f"card {self.name!r}: subsets.{subset}.vary.{p}"
             if isinstance(v, list):
+                if not v or not all(map(_is_num, v)):
+                    raise CardError(f"{where}: expected a non-empty list of numbers, found {v!r}")
                 grid_axes[p] = [float(x) for x in v]
             elif isinstance(v, dict) and len(v) == 1:
                 kind, args = next(iter(v.items()))
                 if kind in ("linspace", "logspace"):
+                    if not (isinstance(args, list) and len(args) == 3 and _is_num(args[0]) and _is_num(args[1])
+                            and _is_int(args[2], 1) and args[2] <= _MAX_AXIS):
+                        raise CardError(f"{where}: {kind} takes [start, stop, n] with 1 <= n <= {_MAX_AXIS}, found {args!r}")
                     a, b, k = args
+                    if kind == "logspace" and not (a > 0 and b > 0):
+                        raise CardError(f"{where}: logspace needs start and stop > 0, found {args!r}")
                     grid_axes[p] = (np.linspace(a, b, int(k)) if kind == "linspace"
                                     else np.geomspace(a, b, int(k))).tolist()
                 elif kind in ("uniform", "loguniform"):
+                    if not (isinstance(args, list) and len(args) == 2 and all(map(_is_num, args))):
+                        raise CardError(f"{where}: {kind} takes [low, high], found {args!r}")
+                    if kind == "loguniform" and not (args[0] > 0 and args[1] > 0):
+                        raise CardError(f"{where}: loguniform needs low and high > 0, found {args!r}")
                     random_axes[p] = (kind, [float(x) for x in args])
                 else:
                     raise CardError(f"{where}: unknown sweep {kind!r} (list, linspace, logspace, uniform, loguniform)")
             else:
                 raise CardError(f"{where}: expected a list or a one-key mapping, found {v!r}")
+        size = int(np.prod([len(a) for a in grid_axes.values()])) * (cases if random_axes and not grid_axes else 1)
+        if size > _MAX_POOL:
+            raise CardError(f"card {self.name!r}: subsets.{subset} spans {size} cases, more than {_MAX_POOL}")
         missing = [p for p in self.params if p not in self.base and p not in vary]
         if missing:
             raise CardError(f"card {self.name!r}: parameter(s) {missing} have no base value and are not varied in {subset!r}")
@@ -204,6 +225,10 @@ class DatasetCard:
             if not lo <= values[k] <= hi:
                 return False
         return True
+
+
+_MAX_AXIS = 100_000  # values on one linspace / logspace axis
+_MAX_POOL = 10_000_000  # cases in one subset's sweep, before limits
 
 
 def _nested_order(n: int) -> list[int]:
@@ -239,9 +264,14 @@ def _safe_eval(expr: str, names: dict[str, float], where: str) -> float:
         raise CardError(f"{where}: only arithmetic on parameter names is allowed, found {expr!r}")
 
     try:
-        return ev(ast.parse(str(expr), mode="eval"))
-    except SyntaxError as e:
+        value = ev(ast.parse(str(expr), mode="eval"))
+    except (SyntaxError, ValueError, RecursionError) as e:
         raise CardError(f"{where}: cannot parse {expr!r}: {e}") from e
+    except (ZeroDivisionError, OverflowError, TypeError) as e:
+        raise CardError(f"{where}: {expr!r} cannot be evaluated at {names}: {e}") from e
+    if isinstance(value, complex):
+        raise CardError(f"{where}: {expr!r} is not a real number at {names}")
+    return float(value)
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -256,6 +286,26 @@ def card_dirs() -> list[Path]:
     return dirs
 
 
+def available_cards() -> dict[str, Path]:
+    """Cards that can be loaded by name: name -> path (earlier folders of :func:`card_dirs` win)."""
+    found: dict[str, Path] = {}
+    for d in card_dirs():
+        if d.is_dir():
+            for q in sorted(d.glob("*.yaml")):
+                found.setdefault(q.stem, q)
+    return dict(sorted(found.items()))
+
+
+def card_summary(card: DatasetCard) -> str:
+    """One line about a card: the head of its description, its grid and fields."""
+    head = str(card.description or "").strip().replace("\n", " ")
+    for stop in (":", " (", ". ", " in the style of"):
+        head = head.split(stop)[0]
+    head = head if len(head) <= 60 else head[:57] + "..."
+    grid = "x".join(str(n) for n in card.grid)
+    return f"{head}; {grid + ', ' if grid else ''}fields {', '.join(map(str, card.fields))}"
+
+
 def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
     """Load a card from a YAML path or by dataset name (``cavity`` -> ``datasets/cavity.yaml``)."""
     p = Path(name_or_path)
@@ -267,18 +317,68 @@ def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
         else:
             known = sorted({q.stem for d in card_dirs() if d.is_dir() for q in d.glob("*.yaml")})
             raise CardError(f"no dataset card {str(name_or_path)!r}: not a file, and not one of {known}")
-    text = p.read_text()
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CardError(f"{p}: not UTF-8 text: {e}") from e
+    except OSError as e:
+        raise CardError(f"{p}: cannot read the card: {e}") from e
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise CardError(f"{p}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise CardError(f"{p}: expected a mapping at top level")
     return card_from_dict(raw, source=p, text=text)
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _is_int(v: Any, lo: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+# key -> (check, what it must be); absent keys take their defaults
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "name": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "fields": (lambda v: _str_list(v) and len(v) > 0 and len(set(v)) == len(v), "a list of distinct field names"),
+    "params": (lambda v: _str_list(v) and all(x.isidentifier() for x in v) and len(set(v)) == len(v),
+               "a list of distinct parameter names (identifiers)"),
+    "path": (lambda v: isinstance(v, str) and v != "", "a folder path"),
+    "description": (lambda v: isinstance(v, str), "text"),
+    "problem": (lambda v: v is None or (isinstance(v, str) and v != ""), "a problem name"),
+    "grid": (lambda v: isinstance(v, list) and all(_is_int(n, 1) for n in v), "a list of positive integers"),
+    "dt": (lambda v: v is None or (_is_num(v) and v > 0), "a positive number (seconds)"),
+    "frames": (lambda v: _is_int(v, 1) or (isinstance(v, dict) and all(
+        isinstance(k, str) and _is_int(n, 1) for k, n in v.items())), "an integer >= 1 or {split: integer}"),
+    "time_step": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "periodic": (lambda v: isinstance(v, bool), "true or false"),
+    "base": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_num(x) for k, x in v.items()),
+             "a mapping of parameter -> number"),
+    "subsets": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(s, dict)
+                                                      for k, s in v.items()), "a mapping of subset -> {vary, cases}"),
+    "derived": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(e, str | int | float)
+                                                      for k, e in v.items()), "a mapping of name -> expression"),
+    "limits": (lambda v: isinstance(v, dict) and all(isinstance(b, list) and len(b) == 2 and all(map(_is_num, b))
+                                                     for b in v.values()), "a mapping of name -> [lo, hi]"),
+    "split": (lambda v: isinstance(v, dict) and all(_is_num(x) for k, x in v.items() if k != "seed")
+              and _is_int(v.get("seed", 0), 0), "{train, valid, test: fractions, seed: integer}"),
+    "seed": (lambda v: _is_int(v, 0), "an integer >= 0"),
+    "trajectories_per_file": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "conservation": (lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v), "a list of mappings"),
+}
+
+
 def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str | None = None) -> DatasetCard:
     where = str(source) if source else "card"
+    if not isinstance(raw, dict):
+        raise CardError(f"{where}: expected a mapping at top level")
     original = dict(raw)
     raw = dict(raw)
     kind = raw.setdefault("kind", "grid")
@@ -289,6 +389,10 @@ def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str
     for key in ("name", "fields"):
         if key not in raw:
             raise CardError(f"{where}: missing key {key!r}")
+    for key, (ok, what) in _CHECKS.items():
+        if key in raw and not ok(raw[key]):
+            value = repr(raw[key])
+            raise CardError(f"{where}: key {key!r} must be {what}, found {value[:80]}")
     if not isinstance(raw.get("solver", {}), dict):
         raise CardError(f"{where}: solver: expected a mapping of solver settings, found {raw['solver']!r}")
     frames = raw.pop("frames", {})
@@ -296,6 +400,8 @@ def card_from_dict(raw: dict[str, Any], *, source: Path | None = None, text: str
         frames = dict.fromkeys(SPLITS, frames)
     split = raw.pop("split", {})
     fractions = {k: float(split.get(k, d)) for k, d in (("train", 0.8), ("valid", 0.1), ("test", 0.1))}
+    if any(f < 0 for f in fractions.values()):
+        raise CardError(f"{where}: split fractions {fractions} must be >= 0")
     if abs(sum(fractions.values()) - 1) > 1e-6:
         raise CardError(f"{where}: split fractions {fractions} do not sum to 1")
     known = set(DatasetCard.__dataclass_fields__)

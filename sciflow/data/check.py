@@ -75,6 +75,10 @@ def _check_open(f: h5py.File, add: Callable[[str, str], None], scan_values: bool
     for a in REQUIRED_ROOT_ATTRS:
         if a not in f.attrs:
             add(f"/@{a}", "missing root attribute")
+    if "dt" in f.attrs:
+        dt = np.asarray(f.attrs["dt"])
+        if dt.size != 1 or dt.dtype.kind not in "iuf" or not np.isfinite(dt).all() or not dt.reshape(-1)[0] > 0:
+            add("/@dt", f"expected a positive number (seconds between frames), found {f.attrs['dt']!r}")
     try:
         if "n_spatial_dims" in f.attrs:
             D = int(f.attrs["n_spatial_dims"])

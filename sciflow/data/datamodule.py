@@ -12,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sciflow.data.card import DatasetCard, load_card
+from sciflow.data.errors import DataNotFoundError
 from sciflow.data.sampler import EpochSampler
 from sciflow.data.stats import Stats, load_or_compute_stats
-from sciflow.data.trajectories import Trajectories, Windows, split_files
+from sciflow.data.trajectories import Trajectories, Windows, check_same_dt, split_files
 
 # What an evaluation batch is for; carried in each item as "task" so the model needs no loader index.
 ONE_STEP, ROLLOUT = "one_step", "rollout"
@@ -89,7 +90,7 @@ class SciflowData(L.LightningDataModule):
     def trajectories(self, split: str) -> Trajectories:
         files = split_files(self.root, split)
         if not files:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"dataset {self.card.name!r}: no files in {self.root / 'data' / split}; "
                 f"generate them with `sciflow data generate {self.card.problem or self.card.name} --out {self.root}`"
                 if self.card.problem else
@@ -131,6 +132,8 @@ class SciflowData(L.LightningDataModule):
 
     def _eval_sets(self, split: str) -> list[Tagged]:
         tr = self.trajectories(split)
+        # the model's step is the train split's: an evaluation split at another dt is refused
+        check_same_dt([self.trajectories("train").files[0], *tr.files])
         one_step = Windows(tr, self.history, 1, self.time_step, stride=self.time_step)
         rollout = Windows(tr, self.history, self.rollout_steps, self.time_step, stride=1,
                           max_windows_per_trajectory=1)

@@ -17,11 +17,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from sciflow.data.errors import DataFormatError, DataNotFoundError
 from sciflow.data.format import FIELD_GROUPS, MASK_FIELD
+from sciflow.data.sniff import foreign_hint
 
-
-class DataFormatError(ValueError):
-    """A file does not follow the layout; the message names the file, group and key at fault."""
+__all__ = ["DataFormatError", "FieldInfo", "WellFile", "field_groups"]
 
 
 def _names(value: Any) -> list[str]:
@@ -79,21 +79,32 @@ class WellFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such file")
+            raise DataNotFoundError(f"{self.path}: no such file")
         self._handle: h5py.File | None = None
         self._pid: int | None = None
         try:
             self._load_metadata()
-        except DataFormatError:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise DataFormatError(f"{self.path}: cannot read as an HDF5 file in the Well layout: {e}") from e
+        except Exception as e:  # noqa: BLE001 - h5py and numpy raise many kinds on a bad file
+            hint = foreign_hint(self.path)
+            if hint is not None:
+                raise DataFormatError(hint) from e
+            if isinstance(e, DataFormatError) and str(self.path) in str(e):
+                raise
+            raise DataFormatError(
+                f"{self.path}: cannot read as an HDF5 file in the Well layout (truncated or corrupted?): "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
     # -- handle management -------------------------------------------------------------------
     @property
     def h5(self) -> h5py.File:
         if self._handle is None or self._pid != os.getpid():
-            self._handle = h5py.File(self.path, "r")
+            if not self.path.is_file():
+                raise DataNotFoundError(f"{self.path}: no such file (it was there when the dataset was opened)")
+            try:
+                self._handle = h5py.File(self.path, "r")
+            except OSError as e:
+                raise DataFormatError(f"{self.path}: cannot open as HDF5 (truncated or corrupted?): {e}") from e
             self._pid = os.getpid()
         return self._handle
 
@@ -120,34 +131,65 @@ class WellFile:
             raise DataFormatError(f"{self.path}: missing group or dataset {key!r}")
         return f[key]
 
+    def _dataset(self, f: h5py.File, key: str) -> h5py.Dataset:
+        ds = self._require(f, key)
+        if not isinstance(ds, h5py.Dataset):
+            raise DataFormatError(f"{self.path}: {key} is a group, expected a dataset")
+        return ds
+
+    def _int_attr(self, f: h5py.File, attr: str, lo: int, hi: int) -> int:
+        if attr not in f.attrs:
+            raise DataFormatError(f"{self.path}: missing root attribute {attr!r}")
+        v = np.asarray(f.attrs[attr])
+        if v.size != 1 or v.dtype.kind not in "iuf" or not np.isfinite(v).all() or float(v.flat[0]) % 1:
+            raise DataFormatError(f"{self.path}: root attribute {attr!r} = {f.attrs[attr]!r}, expected an integer")
+        n = int(v.flat[0])
+        if not lo <= n <= hi:
+            raise DataFormatError(f"{self.path}: root attribute {attr!r} = {n}, expected {lo}..{hi}")
+        return n
+
+    def _axis(self, f: h5py.File, key: str, B: int) -> np.ndarray:
+        """A time or coordinate axis: finite, strictly increasing, ``(n,)`` (or ``(B, n)``)."""
+        a = self._dataset(f, key)
+        if a.dtype.kind not in "iuf":
+            raise DataFormatError(f"{self.path}: {key}: expected numbers, found dtype {a.dtype}")
+        v = np.asarray(a[()], dtype=np.float64)
+        if not (v.ndim == 1 or (key != "dimensions/time" and v.ndim == 2 and v.shape[0] == B)) or v.shape[-1] < 1:
+            want = "(T,)" if key == "dimensions/time" else f"(n,) or ({B}, n)"
+            raise DataFormatError(f"{self.path}: {key}: expected shape {want}, found {v.shape}")
+        if not np.isfinite(v).all():
+            raise DataFormatError(f"{self.path}: {key}: holds NaN/Inf")
+        if v.shape[-1] > 1 and not np.all(np.diff(v, axis=-1) > 0):
+            raise DataFormatError(f"{self.path}: {key}: not strictly increasing")
+        return v
+
     def _load_metadata(self) -> None:
         with h5py.File(self.path, "r") as f:
-            for attr in ("n_spatial_dims", "n_trajectories"):
-                if attr not in f.attrs:
-                    raise DataFormatError(f"{self.path}: missing root attribute {attr!r}")
-            self.dataset_name = str(f.attrs.get("dataset_name", self.path.stem))
-            self.n_trajectories = int(f.attrs["n_trajectories"])
+            D = self._int_attr(f, "n_spatial_dims", 1, 3)
+            B = self._int_attr(f, "n_trajectories", 1, 2**40)
+            self.dataset_name = str(_decode_attr(f.attrs.get("dataset_name", self.path.stem)))
+            self.n_trajectories = B
             dims = self._require(f, "dimensions")
             self.spatial_dims = _names(dims.attrs.get("spatial_dims", []))
-            if len(self.spatial_dims) != int(f.attrs["n_spatial_dims"]):
+            if len(self.spatial_dims) != D or len(set(self.spatial_dims)) != D:
                 raise DataFormatError(
                     f"{self.path}: dimensions.attrs['spatial_dims'] = {self.spatial_dims} but "
-                    f"n_spatial_dims = {int(f.attrs['n_spatial_dims'])}"
+                    f"n_spatial_dims = {D}"
                 )
-            self.time = np.asarray(self._require(f, "dimensions/time")[()], dtype=np.float64)
+            self.time = self._axis(f, "dimensions/time", B)
             # per-trajectory coordinates (B, n) are allowed; `coords` holds trajectory 0's
-            self._coords = {
-                d: np.asarray(self._require(f, f"dimensions/{d}")[()], dtype=np.float64)
-                for d in self.spatial_dims
-            }
+            self._coords = {d: self._axis(f, f"dimensions/{d}", B) for d in self.spatial_dims}
             self.coords = {d: c if c.ndim == 1 else c[0] for d, c in self._coords.items()}
+            S = tuple(len(c) for c in self.coords.values())
+            T = self.time.shape[0]
             self.fields: list[FieldInfo] = []
             self.mask_info: FieldInfo | None = None
             for order, group in enumerate(FIELD_GROUPS):
                 if group not in f:
                     continue
                 for name in _names(f[group].attrs.get("field_names", [])):
-                    ds = self._require(f, f"{group}/{name}")
+                    key = f"{group}/{name}"
+                    ds = self._dataset(f, key)
                     if order == 0:
                         channels: tuple[str, ...] = (name,)
                     elif order == 1:
@@ -156,30 +198,59 @@ class WellFile:
                         channels = tuple(f"{name}_{a}{b}" for a in self.spatial_dims for b in self.spatial_dims)
                     info = FieldInfo(
                         group, name, order,
-                        bool(ds.attrs.get("sample_varying", True)),
-                        bool(ds.attrs.get("time_varying", True)),
+                        _flag(ds.attrs.get("sample_varying", True)),
+                        _flag(ds.attrs.get("time_varying", True)),
                         channels,
                     )
+                    # shapes are checked here, from metadata, so that a bad file fails when it is
+                    # opened and names itself, not later inside a batch
+                    expected = (B,) * info.sample_varying + (T,) * info.time_varying + S + (D,) * order
+                    if ds.shape != expected:
+                        raise DataFormatError(
+                            f"{self.path}: {key}: expected shape {expected} (B, T, *S, D^{order} as its "
+                            f"sample_varying / time_varying attributes say), found {ds.shape}"
+                        )
+                    if ds.dtype.kind not in "iufb":
+                        raise DataFormatError(f"{self.path}: {key}: expected float32, found dtype {ds.dtype}")
                     if name == MASK_FIELD and order == 0:
+                        if info.time_varying:
+                            raise DataFormatError(f"{self.path}: {key}: the mask must not be time_varying")
                         self.mask_info = info
                     elif info.time_varying:
                         # constant fields other than the mask are metadata, not channels
+                        if name in {i.name for i in self.fields}:
+                            raise DataFormatError(f"{self.path}: {key}: field name {name!r} used twice")
                         self.fields.append(info)
             scal = f["scalars"] if "scalars" in f else None
             self.param_names = _names(f.attrs.get("simulation_parameters", []))
+            if len(set(self.param_names)) != len(self.param_names):
+                raise DataFormatError(f"{self.path}: simulation_parameters {self.param_names} repeats a name")
             self._params = np.zeros((self.n_trajectories, len(self.param_names)), np.float64)
             for k, p in enumerate(self.param_names):
                 if scal is not None and p in scal:
-                    v = np.asarray(scal[p][()], dtype=np.float64)
-                    self._params[:, k] = v if v.ndim == 0 else v.reshape(-1)[: self.n_trajectories]
+                    v = np.asarray(self._dataset(scal, p)[()])
+                    if v.dtype.kind not in "iufb" or v.shape not in ((), (1,), (B,)):
+                        raise DataFormatError(
+                            f"{self.path}: scalars/{p}: expected a number of shape () or ({B},), "
+                            f"found {v.dtype} {v.shape}"
+                        )
+                    self._params[:, k] = v.astype(np.float64).reshape(-1)
                 elif p in f.attrs:
-                    self._params[:, k] = float(f.attrs[p])
+                    v = np.asarray(f.attrs[p])
+                    if v.dtype.kind not in "iufb" or v.size != 1:
+                        raise DataFormatError(f"{self.path}: root attribute {p!r} = {f.attrs[p]!r}, expected a number")
+                    self._params[:, k] = float(v.flat[0])
                 else:
                     raise DataFormatError(
                         f"{self.path}: parameter {p!r} listed in simulation_parameters but found "
                         f"neither in scalars/ nor as a root attribute"
                     )
             self.attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+            if "dt" in self.attrs:
+                dt = np.asarray(self.attrs["dt"])
+                if dt.size != 1 or dt.dtype.kind not in "iuf" or not np.isfinite(dt).all() or not dt.flat[0] > 0:
+                    raise DataFormatError(f"{self.path}: root attribute 'dt' = {self.attrs['dt']!r}, "
+                                          f"expected a positive number (seconds between frames)")
             if self.mask_info is not None:
                 self._mask = np.asarray(f[f"t0_fields/{MASK_FIELD}"][()]) > 0.5
             else:
@@ -188,6 +259,8 @@ class WellFile:
                 name: {k: _decode_attr(v) for k, v in g.attrs.items()}
                 for name, g in (f["boundary_conditions"].items() if "boundary_conditions" in f else [])
             }
+        if not self.fields:
+            raise DataFormatError(f"{self.path}: no time-varying field in t0_fields, t1_fields or t2_fields")
 
     @property
     def n_steps(self) -> int:
@@ -234,11 +307,22 @@ class WellFile:
             raise IndexError(f"{self.path}: trajectory {traj} out of range [0, {self.n_trajectories})")
         infos = self.select(fields)
         D = len(self.spatial_dims)
+        h5 = self.h5
         out = []
         for info in infos:
-            ds = self.h5[f"{info.group}/{info.name}"]
+            key = f"{info.group}/{info.name}"
             index: tuple[Any, ...] = ((traj,) if info.sample_varying else ()) + (slice(start, stop, step),)
-            a = np.asarray(ds[index], dtype=np.float32)  # (t, *S, [D, [D]])
+            try:
+                a = np.asarray(h5[key][index], dtype=np.float32)  # (t, *S, [D, [D]])
+            except Exception as e:  # noqa: BLE001 - h5py raises many kinds on a damaged chunk
+                raise DataFormatError(
+                    f"{self.path}: cannot read {key}, trajectory {traj}, frames {start}:{stop}:{step} "
+                    f"(truncated or corrupted?): {type(e).__name__}: {e}"
+                ) from e
+            if a.shape[1: 1 + D] != self.spatial_shape:
+                # the file changed since it was opened
+                raise DataFormatError(f"{self.path}: {key}: spatial shape {a.shape[1: 1 + D]}, the file's "
+                                      f"coordinates say {self.spatial_shape}")
             if info.order == 0:
                 out.append(a[:, None])
             else:
@@ -275,10 +359,13 @@ class WellFile:
         h5 = self.h5
         for info in self.fields:
             ds = h5[f"{info.group}/{info.name}"]
-            a = ds[0] if info.sample_varying else ds[()]
+            a = self.read(0, fields=[info.name])
+            finite = a[np.isfinite(a)]
+            span = f"[{finite.min():.4g}, {finite.max():.4g}]" if finite.size else "[no finite value]"
+            bad = a.size - finite.size
             lines.append(
                 f"    {info.group}/{info.name:<12} shape {ds.shape} {ds.dtype} channels "
-                f"{list(info.channels)} range(traj 0) [{np.nanmin(a):.4g}, {np.nanmax(a):.4g}]"
+                f"{list(info.channels)} range(traj 0) {span}" + (f", {bad} NaN/Inf" if bad else "")
             )
         if self._mask is not None:
             lines.append(f"    mask         {self._mask.shape}, fluid fraction {self._mask.mean():.3f}")
@@ -293,6 +380,14 @@ class WellFile:
             for name, a in self.boundaries.items():
                 lines.append(f"    {name:<12} {a.get('bc_type')} on {a.get('associated_dims')}")
         return "\n".join(lines)
+
+
+def _flag(v: Any) -> bool:
+    """A boolean attribute (bool, 0/1, or a one-element array of them)."""
+    a = np.asarray(v)
+    if a.size != 1 or a.dtype.kind not in "biu":
+        raise DataFormatError(f"expected a boolean attribute, found {v!r}")
+    return bool(a.flat[0])
 
 
 def _decode_attr(v: Any) -> Any:

@@ -11,7 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sciflow.data.reader import DataFormatError, WellFile
+from sciflow.data.errors import DataError, DataFormatError, DataNotFoundError, DataValueError
+from sciflow.data.reader import WellFile
+
+# frame spacings closer than this (relative) are the same: float32 time axes round at ~1e-7
+DT_RTOL = 1e-4
 
 
 def split_files(root: str | os.PathLike, split: str) -> list[Path]:
@@ -23,8 +27,8 @@ def split_files(root: str | os.PathLike, split: str) -> list[Path]:
 class Trajectories(Dataset):
     """All trajectories of one or more files, as one indexable collection.
 
-    Every file must have the same channels (for the selected ``fields``), spatial shape and
-    parameter names; the error says which file differs and how.
+    Every file must have the same channels (for the selected ``fields``), spatial shape, parameter
+    names and frame spacing ``dt``; the error says which file differs and how.
 
     Item ``i``: ``{"fields": (T, C, *S) float32, "params": (P,) float32, "mask": (*S) bool,
     "time": (T,) float64}``.
@@ -32,7 +36,7 @@ class Trajectories(Dataset):
 
     def __init__(self, files: Sequence[str | os.PathLike], fields: list[str] | None = None):
         if not files:
-            raise ValueError("Trajectories: no files given (is the split folder empty?)")
+            raise DataNotFoundError("Trajectories: no files given (is the split folder empty?)")
         self.files = [WellFile(f) for f in files]
         self.fields = fields
         ref = self.files[0]
@@ -49,11 +53,18 @@ class Trajectories(Dataset):
             ):
                 if list(mine) != list(theirs):
                     raise DataFormatError(f"{wf.path}: {what} {mine} differ from {ref.path}'s {theirs}")
+        check_same_dt(self.files)
         self.index = [(f, b) for f, wf in enumerate(self.files) for b in range(wf.n_trajectories)]
         self.has_mask = any(wf.mask_info is not None for wf in self.files)
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def close(self) -> None:
+        """Close this process's HDF5 handles (they reopen on the next read): lets a user fix a
+        file with h5py in write mode after an error, which HDF5 refuses while it is open."""
+        for wf in self.files:
+            wf.close()
 
     @property
     def n_dims(self) -> int:
@@ -90,6 +101,19 @@ class Trajectories(Dataset):
         }
 
 
+def check_same_dt(files: Sequence[WellFile], rtol: float = DT_RTOL) -> None:
+    """Raise :class:`DataValueError` naming two files whose frame spacing differs (files of one
+    frame have none and are skipped): a model trained on mixed steps learns neither."""
+    timed = [wf for wf in files if np.isfinite(wf.dt)]
+    for wf in timed[1:]:
+        a, b = timed[0].dt, wf.dt
+        if abs(a - b) > rtol * max(abs(a), abs(b)):
+            raise DataValueError(
+                f"frame spacing differs between files of one dataset: {timed[0].path} has dt = {a:.6g}, "
+                f"{wf.path} has dt = {b:.6g}; resample them to one dt or keep them in separate datasets"
+            )
+
+
 class Windows(Dataset):
     """Fixed-length windows of ``history`` input frames followed by ``horizon`` target frames.
 
@@ -100,9 +124,10 @@ class Windows(Dataset):
 
     def __init__(self, trajectories: Trajectories, history: int = 1, horizon: int = 1, step: int = 1,
                  stride: int = 1, start: int = 0, max_windows_per_trajectory: int | None = None):
-        for name, v in (("history", history), ("horizon", horizon), ("step", step), ("stride", stride)):
-            if v < 1:
-                raise ValueError(f"Windows: {name} must be >= 1, got {v}")
+        for name, v, lo in (("history", history, 1), ("horizon", horizon, 1), ("step", step, 1),
+                            ("stride", stride, 1), ("start", start, 0)):
+            if not isinstance(v, int | np.integer) or v < lo:
+                raise DataError(f"Windows: {name} must be >= {lo} (an integer), got {v!r}")
         self.traj = trajectories
         self.history, self.horizon, self.step, self.stride = history, horizon, step, stride
         span = (history + horizon - 1) * step + 1
@@ -113,9 +138,11 @@ class Windows(Dataset):
                 starts = starts[:max_windows_per_trajectory]
             self.index += [(i, t) for t in starts]
         if not self.index:
-            raise ValueError(
+            raise DataError(
                 f"Windows: no window of {span} frames (history {history} + horizon {horizon}, step {step}) "
-                f"fits in trajectories of {min(trajectories.n_steps(i) for i in range(len(trajectories)))} frames"
+                f"fits from frame {start} in trajectories of "
+                f"{min(trajectories.n_steps(i) for i in range(len(trajectories)))} frames "
+                f"({trajectories.files[0].path}{' ...' if len(trajectories.files) > 1 else ''})"
             )
         self.span = span
 

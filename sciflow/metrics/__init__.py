@@ -14,6 +14,7 @@ from sciflow.metrics.conservation import (
 )
 from sciflow.metrics.probabilistic import (
     calibration_error,
+    crps_cells,
     crps_ensemble,
     crps_gaussian,
     ensemble_quantiles,
@@ -21,9 +22,12 @@ from sciflow.metrics.probabilistic import (
     gaussian_nll,
     gaussian_reliability_curve,
     interval_coverage,
+    pit_cdf,
+    rank_histogram,
     reliability_curve,
     spread_skill_ratio,
     spread_skill_terms,
+    truth_ranks,
 )
 from sciflow.metrics.spatial import grouped_nmse, mae, masked_mean, mse, nmse, nrmse, vrmse
 from sciflow.metrics.spectral import energy_spectrum, spectrum_error, wavenumber_bands
@@ -40,6 +44,7 @@ __all__ = [
     "calibration_error",
     "cell_average_weights",
     "conservation_error",
+    "crps_cells",
     "crps_ensemble",
     "crps_gaussian",
     "decorrelation_times",
@@ -58,12 +63,15 @@ __all__ = [
     "nmse",
     "nrmse",
     "pearson_correlation",
+    "pit_cdf",
+    "rank_histogram",
     "reliability_curve",
     "sample_decorrelation",
     "spectrum_error",
     "spread_skill_ratio",
     "spread_skill_terms",
     "trapezoid_weights",
+    "truth_ranks",
     "vrmse",
     "wavenumber_bands",
 ]

@@ -4,6 +4,18 @@ Shapes: ensemble ``members: (M, B, C, *S)``; Gaussian predictions ``mean``, ``st
 ``(B, C, *S)``; ``truth: (B, C, *S)``; ``mask: (B, *S)`` or ``(*S)`` bool. Pointwise scores are
 averaged over masked cells and channels into ``(B,)`` (``per_channel=True``: ``(B, C)``), in
 float64. Formulas: REFERENCES.md, "Ensembles and uncertainty metrics".
+
+Calibration of an ensemble is judged from the rank of the truth among the ``M`` members (its
+probability integral transform, PIT), not from interpolated quantiles: for members and truth drawn
+from the same distribution the rank is uniform on ``0..M`` whatever ``M``, so coverage,
+reliability and the rank histogram of a perfect ensemble are right in expectation at ``M = 2``
+as at ``M = 200``. Quantiles at ``p (M - 1)`` are not: a perfect 5-member ensemble covers about
+34 % and 63 % of the truth at nominal 50 % and 90 % with them.
+
+The PIT is randomised within the truth's rank: with ``below`` members under the truth and
+``ties`` equal to it, ``u`` is uniform on ``[below, below + ties + 1] / (M + 1)``. Scores use its
+expectation ``P(u <= p) = clip((p (M + 1) - below) / (ties + 1), 0, 1)`` per cell, so no random
+numbers are drawn and the result is exact in expectation.
 """
 
 from __future__ import annotations
@@ -48,6 +60,26 @@ def _gaussian(mean: Tensor, scale: Tensor, truth: Tensor, scale_name: str) -> tu
     return mu, s, y
 
 
+def crps_cells(members: Tensor, truth: Tensor, *, fair: bool = True) -> Tensor:
+    """Ensemble CRPS per cell, ``members (M, B, ...)``, ``truth (B, ...)`` -> ``(B, ...)``.
+
+    ``mean_m |x_m - y| - sum_{m,k} |x_m - x_k| / (2 M (M - 1))`` (``fair``; ``2 M^2`` otherwise).
+    Keeps the dtype and is differentiable (a training loss uses it); no reduction, no checks
+    beyond ``M >= 2`` for the fair form.
+    """
+    M = members.shape[0]
+    if fair and M < 2:
+        raise ValueError(f"the fair CRPS needs M >= 2 members, got members {tuple(members.shape)}")
+    skill = (members - truth.unsqueeze(0)).abs().mean(dim=0)
+    # sum_{m,k} |x_m - x_k| = 2 sum_i (2 i - M - 1) x_(i) over the sorted members (i = 1..M):
+    # O(M log M) instead of O(M^2) memory.
+    xs = members.sort(dim=0).values
+    rank = torch.arange(1, M + 1, dtype=members.dtype, device=members.device)
+    coef = (2 * rank - M - 1).reshape(M, *([1] * (members.ndim - 1)))
+    pair_sum = 2 * (coef * xs).sum(dim=0)
+    return skill - (pair_sum / (2 * M * (M - 1)) if fair else pair_sum / (2 * M * M))
+
+
 def crps_ensemble(
     members: Tensor,
     truth: Tensor,
@@ -60,19 +92,11 @@ def crps_ensemble(
 
     ``fair=True`` (default, needs ``M >= 2``) is the unbiased estimate of the CRPS of the
     distribution the members are drawn from; ``fair=False`` divides the spread term by
-    ``2 M^2`` (the CRPS of the empirical distribution). Returns ``(B,)`` or ``(B, C)``.
+    ``2 M^2`` (the CRPS of the empirical distribution; with one member it is the absolute
+    error). Returns ``(B,)`` or ``(B, C)``.
     """
     x, y = _ensemble(members, truth, min_members=2 if fair else 1)
-    M = x.shape[0]
-    skill = (x - y).abs().mean(dim=0)
-    # sum_{m,k} |x_m - x_k| = 2 sum_i (2 i - M - 1) x_(i) over the sorted members (i = 1..M):
-    # O(M log M) instead of O(M^2) memory.
-    xs = x.sort(dim=0).values
-    rank = torch.arange(1, M + 1, dtype=torch.float64, device=x.device)
-    coef = (2 * rank - M - 1).reshape(M, *([1] * (x.ndim - 1)))
-    pair_sum = 2 * (coef * xs).sum(dim=0)
-    spread = pair_sum / (2 * M * (M - 1)) if fair else pair_sum / (2 * M * M)
-    return masked_mean(skill - spread, mask, per_channel=per_channel)
+    return masked_mean(crps_cells(x, y, fair=fair), mask, per_channel=per_channel)
 
 
 def crps_gaussian(
@@ -136,10 +160,14 @@ def spread_skill_ratio(
 
 
 def ensemble_quantiles(members: Tensor, probs: Sequence[float] | Tensor) -> Tensor:
-    """Empirical quantiles of ``members: (M, ...)`` along axis 0: ``(P, ...)``.
+    """Quantiles of ``members: (M, ...)`` along axis 0 with plotting positions ``i / (M + 1)``:
+    ``(P, ...)``.
 
-    Linear interpolation between order statistics (``torch.quantile``'s "linear"), done by
-    sorting so that it works on any tensor size.
+    The ``i``-th smallest member (``i = 1..M``) is the ``i / (M + 1)`` quantile (for exchangeable
+    members and truth, ``P(y <= x_(i)) = i / (M + 1)`` exactly); levels in between are linearly
+    interpolated, levels outside ``[1 / (M + 1), M / (M + 1)]`` extrapolated linearly from the
+    two outermost members (a small ensemble's members do not reach its tails). ``M = 1``: the
+    member itself. Inside the range this is numpy's ``method="weibull"``.
     """
     x = torch.as_tensor(members).to(torch.float64)
     p = torch.as_tensor(probs, dtype=torch.float64, device=x.device).reshape(-1)
@@ -147,11 +175,12 @@ def ensemble_quantiles(members: Tensor, probs: Sequence[float] | Tensor) -> Tens
         raise ValueError(f"quantile levels must lie in [0, 1], got {p.tolist()}")
     M = x.shape[0]
     xs = x.sort(dim=0).values
-    pos = p * (M - 1)
-    lo = pos.floor().to(torch.int64)
-    hi = pos.ceil().to(torch.int64)
+    if M == 1:
+        return xs.expand(p.shape[0], *xs.shape[1:]).clone()
+    pos = p * (M + 1) - 1  # fractional 0-based index of the order statistic
+    lo = pos.floor().clamp(0, M - 2).to(torch.int64)
     frac = (pos - lo).reshape(-1, *([1] * (x.ndim - 1)))
-    return xs[lo] + frac * (xs[hi] - xs[lo])
+    return xs[lo] + frac * (xs[lo + 1] - xs[lo])
 
 
 def _check_levels(levels: Sequence[float], what: str) -> list[float]:
@@ -159,6 +188,26 @@ def _check_levels(levels: Sequence[float], what: str) -> list[float]:
     if not out or any(not 0 < v < 1 for v in out):
         raise ValueError(f"{what} must lie strictly between 0 and 1, got {out}")
     return out
+
+
+def truth_ranks(members: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:
+    """Where the truth falls among the members, per cell: ``(below, ties)``, each ``(B, C, *S)``
+    int64: the number of members strictly below the truth and equal to it."""
+    x, y = _ensemble(members, truth, min_members=1)
+    return (x < y).sum(dim=0), (x == y).sum(dim=0)
+
+
+def pit_cdf(members: Tensor, truth: Tensor, probs: Sequence[float] | Tensor) -> Tensor:
+    """``P(u <= p)`` of the truth's randomised PIT ``u`` per cell and level: ``(L, B, C, *S)``.
+
+    ``u`` is uniform on ``[below, below + ties + 1] / (M + 1)`` (see the module docstring), so
+    for a calibrated ensemble ``u ~ U(0, 1)`` and the expectation of this is ``p`` at any ``M``.
+    """
+    M = torch.as_tensor(members).shape[0]
+    below, ties = truth_ranks(members, truth)
+    p = torch.as_tensor(probs, dtype=torch.float64, device=below.device).reshape(-1)
+    p = p.reshape(-1, *([1] * below.ndim))
+    return ((p * (M + 1) - below) / (ties + 1)).clamp(0.0, 1.0)
 
 
 def interval_coverage(
@@ -171,20 +220,39 @@ def interval_coverage(
 ) -> tuple[Tensor, Tensor]:
     """Coverage and mean width of the ensemble's central intervals.
 
-    For each level ``a`` the interval runs between the empirical ``(1 - a) / 2`` and
-    ``(1 + a) / 2`` quantiles of the members. Returns ``(coverage, width)``, each ``(B, L)``
-    (``per_channel``: ``(B, C, L)``): the fraction of masked cells whose truth lies inside and
-    the mean interval width. With few members the empirical interval is narrower than the
-    nominal one, so coverage falls short of ``a`` even for a perfect ensemble.
+    Coverage at level ``a`` is the fraction of masked cells whose PIT lies in
+    ``[(1 - a) / 2, (1 + a) / 2]`` (in expectation over the randomised PIT, see
+    :func:`pit_cdf`): ``a`` in expectation for a calibrated ensemble of any size ``M >= 1``.
+    The width is that of the interval between the :func:`ensemble_quantiles` at those levels.
+    Returns ``(coverage, width)``, each ``(B, L)`` (``per_channel``: ``(B, C, L)``).
     """
-    x, y = _ensemble(members, truth, min_members=2)
+    x, y = _ensemble(members, truth, min_members=1)
     lv = _check_levels(levels, "levels")
+    bounds = [q for a in lv for q in ((1 - a) / 2, (1 + a) / 2)]
+    cdf = pit_cdf(x, y, bounds)
+    quant = ensemble_quantiles(x, bounds)
     cov, width = [], []
-    for a in lv:
-        lo, hi = ensemble_quantiles(x, [(1 - a) / 2, (1 + a) / 2])
-        cov.append(masked_mean(((y >= lo) & (y <= hi)).double(), mask, per_channel=per_channel))
-        width.append(masked_mean(hi - lo, mask, per_channel=per_channel))
+    for i in range(len(lv)):
+        cov.append(masked_mean(cdf[2 * i + 1] - cdf[2 * i], mask, per_channel=per_channel))
+        width.append(masked_mean(quant[2 * i + 1] - quant[2 * i], mask, per_channel=per_channel))
     return torch.stack(cov, dim=-1), torch.stack(width, dim=-1)
+
+
+def rank_histogram(members: Tensor, truth: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Frequency of each rank ``0..M`` of the truth among the members: ``(B, M + 1)``.
+
+    Rank ``r`` = number of members below the truth; a cell whose truth ties with members spreads
+    its weight evenly over the tied ranks. Each row sums to 1 over the masked cells; a calibrated
+    ensemble is flat (``1 / (M + 1)`` each), an overconfident one U-shaped, a biased one sloped.
+    """
+    x, y = _ensemble(members, truth, min_members=1)
+    below, ties = truth_ranks(x, y)
+    share = 1.0 / (ties + 1).to(torch.float64)
+    bins = [
+        masked_mean(torch.where((below <= r) & (r <= below + ties), share, 0.0), mask)
+        for r in range(x.shape[0] + 1)
+    ]
+    return torch.stack(bins, dim=-1)
 
 
 def gaussian_interval_coverage(
@@ -243,16 +311,17 @@ def reliability_curve(
     mask: Tensor | None = None,
     levels: Sequence[float] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Observed frequency of ``truth <= q_p`` against the nominal probability ``p``.
+    """Observed frequency of ``PIT <= p`` against the nominal probability ``p``.
 
-    ``q_p`` is the empirical ``p``-quantile of the members at each cell. Returns
-    ``(levels: (L,), observed: (B, L))`` (default levels 0.05, 0.10, ..., 0.95). A calibrated
-    ensemble lies on the diagonal; an overconfident one is too flat (S-shaped).
+    The PIT is the truth's randomised rank among the members (:func:`pit_cdf`), so a calibrated
+    ensemble lies on the diagonal in expectation at any ``M``; an overconfident one is too flat
+    (S-shaped), a biased one shifted. Returns ``(levels: (L,), observed: (B, L))`` (default
+    levels 0.05, 0.10, ..., 0.95).
     """
-    x, y = _ensemble(members, truth, min_members=2)
+    x, y = _ensemble(members, truth, min_members=1)
     p = _default_probs(levels).to(x.device)
-    q = ensemble_quantiles(x, p)  # (L, B, C, *S)
-    obs = [masked_mean((y <= q[i]).double(), mask) for i in range(p.shape[0])]
+    cdf = pit_cdf(x, y, p)  # (L, B, C, *S)
+    obs = [masked_mean(cdf[i], mask) for i in range(p.shape[0])]
     return p, torch.stack(obs, dim=-1)
 
 
@@ -294,6 +363,7 @@ def calibration_error(levels: Tensor, observed: Tensor) -> Tensor:
 __all__ = [
     "DEFAULT_LEVELS",
     "calibration_error",
+    "crps_cells",
     "crps_ensemble",
     "crps_gaussian",
     "ensemble_quantiles",
@@ -301,7 +371,10 @@ __all__ = [
     "gaussian_nll",
     "gaussian_reliability_curve",
     "interval_coverage",
+    "pit_cdf",
+    "rank_histogram",
     "reliability_curve",
     "spread_skill_ratio",
     "spread_skill_terms",
+    "truth_ranks",
 ]

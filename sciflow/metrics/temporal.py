@@ -80,15 +80,20 @@ def high_correlation_time(
     threshold: float = 0.8,
     *,
     per_trajectory: bool = False,
-) -> float | Tensor:
+    return_censored: bool = False,
+) -> float | Tensor | tuple[float, bool] | tuple[Tensor, Tensor]:
     """Time of the first step whose correlation is below ``threshold``.
 
     ``corr: (T,)`` or ``(T, B)``, ``times: (T,)``. With ``(T, B)`` the correlation is first
     averaged over trajectories (PDE-Refiner's definition) and a float is returned; with
-    ``per_trajectory=True`` each trajectory gets its own time, ``(B,)``. If the correlation
-    never drops below the threshold, the result is ``times[-1]`` (a lower bound on the true
-    time: the rollout was too short to see the decorrelation). A NaN correlation (a blown-up
-    rollout) counts as decorrelated.
+    ``per_trajectory=True`` each trajectory gets its own time, ``(B,)``. A NaN correlation (a
+    blown-up rollout) counts as decorrelated.
+
+    If the correlation never drops below the threshold, the time is *censored*: the result is
+    ``times[-1]``, a lower bound (the rollout was too short to see the decorrelation), not a
+    drop at the last step. ``return_censored=True`` returns ``(time, censored)`` with
+    ``censored`` a bool (``(B,)`` bool tensor per trajectory) that says so; report censored
+    times as ``>= time``.
     """
     c = torch.as_tensor(corr, dtype=torch.float64)
     t = torch.as_tensor(times, dtype=torch.float64, device=c.device)
@@ -100,9 +105,13 @@ def high_correlation_time(
     if c.ndim == 2 and not per_trajectory:
         c = c.mean(dim=1)
     below = (c < threshold) | torch.isnan(c)  # (T,) or (T, B); NaN = the rollout blew up
-    first = torch.where(below.any(dim=0), below.to(torch.int64).argmax(dim=0), t.shape[0] - 1)
+    dropped = below.any(dim=0)
+    first = torch.where(dropped, below.to(torch.int64).argmax(dim=0), t.shape[0] - 1)
     out = t[first]
-    return float(out) if out.ndim == 0 else out
+    value = float(out) if out.ndim == 0 else out
+    if not return_censored:
+        return value
+    return (value, not bool(dropped)) if out.ndim == 0 else (value, ~dropped)
 
 
 def decorrelation_times(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from sciflow.solvers.base import BoundarySpec, Case, Problem
+from sciflow.data.case import BoundarySpec, Case
+from sciflow.solvers.base import Problem
 
 # problem name -> "module:Class"; classes are imported only when asked for, so that importing
 # sciflow does not pay for every solver.

@@ -1,85 +1,15 @@
 """What every data-generating solver returns, and how a problem describes its sweep.
 
-A solver knows no file format: it returns a :class:`Case` (plain numpy arrays, x-first axes)
-and the sweep driver writes it through :mod:`sciflow.data.format`.
+A solver knows no file format: it returns a :class:`~sciflow.data.case.Case` (plain numpy arrays,
+x-first axes; the contract lives in the data layer) and the sweep driver writes it through
+:mod:`sciflow.data.format`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-import numpy as np
-
-
-@dataclass
-class BoundarySpec:
-    """One boundary condition in The Well's vocabulary.
-
-    ``mask`` is a boolean array over the associated dimension(s) marking where the condition
-    holds; ``values`` (optional) are the prescribed values at the masked points.
-    """
-
-    name: str
-    bc_type: str  # "wall" | "open" | "periodic"
-    associated_dims: list[str]
-    mask: np.ndarray
-    associated_fields: list[str] = field(default_factory=list)
-    values: np.ndarray | None = None
-
-
-@dataclass
-class Case:
-    """One simulated trajectory, ready to be written.
-
-    Attributes:
-        scalar_fields: name -> float array ``(T, *S)`` (x-first spatial axes).
-        vector_fields: name -> float array ``(T, *S, D)`` (component last, x then y).
-        time: ``(T,)`` frame times in seconds, starting at 0.
-        coords: axis name -> ``(n,)`` cell-centre coordinates, in axis order (``x`` first).
-        params: operating parameters, name -> value, in the order of the parameter vector.
-        mask: ``(*S)`` bool, True where the cell is fluid (None when every cell is).
-        boundaries: boundary conditions of the case.
-        attrs: provenance and diagnostics (solver name, resolution, wall time, divergence...).
-    """
-
-    scalar_fields: dict[str, np.ndarray]
-    vector_fields: dict[str, np.ndarray]
-    time: np.ndarray
-    coords: dict[str, np.ndarray]
-    params: dict[str, float]
-    mask: np.ndarray | None = None
-    boundaries: list[BoundarySpec] = field(default_factory=list)
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.time.shape[0])
-
-    @property
-    def spatial_shape(self) -> tuple[int, ...]:
-        return tuple(int(len(c)) for c in self.coords.values())
-
-    def validate(self) -> None:
-        """Raise ValueError naming the array whose shape disagrees with time and coords."""
-        S = self.spatial_shape
-        T = self.n_frames
-        for name, a in self.scalar_fields.items():
-            if a.shape != (T, *S):
-                raise ValueError(
-                    f"scalar field {name!r}: expected shape {(T, *S)}, found {a.shape}"
-                )
-        for name, a in self.vector_fields.items():
-            if a.shape != (T, *S, len(S)):
-                raise ValueError(
-                    f"vector field {name!r}: expected shape {(T, *S, len(S))}, found {a.shape}"
-                )
-        if self.mask is not None and self.mask.shape != S:
-            raise ValueError(f"mask: expected shape {S}, found {self.mask.shape}")
-        for name, a in {**self.scalar_fields, **self.vector_fields}.items():
-            bad = int(np.size(a) - np.isfinite(a).sum())
-            if bad:
-                raise ValueError(f"field {name!r} holds {bad} NaN/Inf values")
+from sciflow.data.case import Case
 
 
 class Problem(Protocol):

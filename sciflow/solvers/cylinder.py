@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec
+from sciflow.data.case import BoundarySpec
 from sciflow.solvers.ns2d import NS2D
 from sciflow.solvers.ns2d_bc import Boundaries, Inflow, Outflow, Wall
 from sciflow.solvers.ns2d_grid import StaggeredGrid, circle_solid

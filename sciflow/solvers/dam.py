@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec, Case
+from sciflow.data.case import BoundarySpec, Case
 from sciflow.solvers.ns2d_bc import Boundaries, Inflow, Outflow, Wall
 from sciflow.solvers.ns2d_grid import CellResampler, StaggeredGrid
 from sciflow.solvers.ns2d_output import side_boundary

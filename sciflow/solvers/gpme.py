@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
+from sciflow.data.case import BoundarySpec, Case
 from sciflow.solvers import gpme_exact as exact
-from sciflow.solvers.base import BoundarySpec, Case
 from sciflow.solvers.gpme_fv import cell_edges, solve_gpme
 
 

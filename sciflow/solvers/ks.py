@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec, Case
+from sciflow.data.case import BoundarySpec, Case
 
 # Physical time integrated and discarded before frame 0. The sum-of-sines start is a smooth
 # long-wave state far from the chaotic attractor: over 128 trajectories (L = 57.6..70.4) the

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec
+from sciflow.data.case import BoundarySpec
 from sciflow.solvers.ns2d import NS2D
 from sciflow.solvers.ns2d_grid import CellResampler, StaggeredGrid
 

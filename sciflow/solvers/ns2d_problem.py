@@ -1,5 +1,5 @@
 """What the flow problems (cavity, tube, cylinder, ...) share: parameter checks and the path from a
-configured :class:`~sciflow.solvers.ns2d.NS2D` to a :class:`~sciflow.solvers.base.Case`.
+configured :class:`~sciflow.solvers.ns2d.NS2D` to a :class:`~sciflow.data.case.Case`.
 
 A problem implements :meth:`FlowProblem.setup` (geometry, boundaries, initial condition, the
 internal grid) and inherits :meth:`FlowProblem.simulate` (warm-up, frames, diagnostics).
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sciflow.solvers.base import BoundarySpec, Case
+from sciflow.data.case import BoundarySpec, Case
 from sciflow.solvers.ns2d import NS2D
 from sciflow.solvers.ns2d_grid import StaggeredGrid
 from sciflow.solvers.ns2d_output import max_output_divergence, record_frames

@@ -1,14 +1,16 @@
 """Generate a dataset from its card: simulate every case of a sweep and write its files.
 
 Resumable: each output file is written atomically, so a file that exists is finished; a rerun
-simulates only the missing ones. Parallel over files with a process pool, with a progress bar.
+simulates only the missing ones (and removes the temporary files a killed run left). Parallel over files with a process pool, with a progress bar.
 
 Grid cards (``kind: grid``) write Well-layout files, ``<root>/data/<split>/<case>.hdf5``.
 Particle cards (``kind: particles``) write one part file per case,
 ``<root>/cases/<split>/<case>.h5`` (a one-trajectory split file in LagrangeBench's layout), and
 then gather the parts into ``<root>/{train,valid,test}.h5`` with ``metadata.json``
 (:func:`sciflow.data.particles.assemble_dataset`); the parts stay, so a grown sweep simulates
-only its new cases.
+only its new cases. A file that cannot be written
+(full disk, read-only folder) stops the run with :class:`~sciflow.data.errors.DataWriteError`; every
+file finished before it is kept.
 
 Sharded: ``shard=(i, n)`` simulates only the files whose place in the plan is ``i`` modulo
 ``n``, so n processes or machines (a SLURM array) split one sweep with no overlap and no
@@ -29,10 +31,11 @@ from tqdm.auto import tqdm
 
 import sciflow
 from sciflow.data.card import SPLITS, CaseSpec, DatasetCard
-from sciflow.data.format import write_cases
+from sciflow.data.errors import CardError
+from sciflow.data.format import TMP_SUFFIX, remove_debris, write_cases
 from sciflow.data.particles.assemble import assemble_dataset
 from sciflow.data.particles.format import write_split
-from sciflow.solvers import get_problem
+from sciflow.solvers import PROBLEMS, get_problem
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,21 @@ def generate(
     gathered by :func:`merge` once every shard has finished.
     """
     if card.problem is None:
-        raise ValueError(f"card {card.name!r} names no 'problem': it is imported, not generated")
+        raise CardError(f"card {card.name!r} names no 'problem': it is imported, not generated")
+    if card.problem not in PROBLEMS:
+        raise CardError(f"card {card.name!r}: problem {card.problem!r} is not one of {sorted(PROBLEMS)}")
+    # particle cards take their resolution and step from the solver settings, not grid / dt
+    for key in ("grid", "dt") if card.kind == "grid" else ():
+        if not getattr(card, key):
+            raise CardError(f"card {card.name!r}: key {key!r} is needed to generate data")
     jobs = shard_jobs(plan(card, subset, n, root), shard)
+    if shard is None:
+        for folder in {j.path.parent for j in jobs}:
+            remove_debris(folder)  # temporary files of a killed run: never finished, never read
+    else:  # other shards may be writing in the same folders: only this shard's own leftovers go
+        for job in jobs:
+            for tmp in job.path.parent.glob(f".{job.path.name}.*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
     todo: list[FileJob] = []
     for job in jobs:
         if job.path.exists():
@@ -234,12 +250,18 @@ def generate(
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(run_job, card, job): job for job in todo}
-                for fut in as_completed(futures):
-                    try:
-                        fut.result()
-                    except CaseFailed as err:
-                        failed.append(str(err))
-                    bar.update(len(futures[fut].cases))
+                try:
+                    for fut in as_completed(futures):
+                        try:
+                            fut.result()
+                        except CaseFailed as err:
+                            failed.append(str(err))
+                        bar.update(len(futures[fut].cases))
+                except BaseException:
+                    # a write error (full disk, read-only folder) or an interrupt: start nothing new
+                    for fut in futures:
+                        fut.cancel()
+                    raise
     finally:
         bar.close()
     if card.kind == "particles" and shard is None:

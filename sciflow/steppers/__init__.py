@@ -1,4 +1,5 @@
-"""Steppers: how an operator is trained and stepped (deterministic, flow matching, PDE-Refiner)."""
+"""Steppers: how an operator is trained and stepped (deterministic, flow matching, PDE-Refiner,
+CRPS-trained ensemble)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ STEPPERS: dict[str, str] = {
     "deterministic": "sciflow.steppers.deterministic:Deterministic",
     "flow_matching": "sciflow.steppers.flow_matching:FlowMatching",
     "refiner": "sciflow.steppers.refiner:Refiner",
+    "crps": "sciflow.steppers.crps:CRPSEnsemble",
 }
 
 

@@ -42,8 +42,11 @@ class Stepper(nn.Module):
     extra_cond: int = 0
     #: operator calls per :meth:`step` (the cost of one model step)
     calls_per_step: int = 1
-    #: True when :meth:`step` draws no random numbers: an ensemble of such steppers may then run
-    #: as one vmapped call (:mod:`sciflow.ensemble_batch`); a subclass that draws noise sets False
+    #: whether :meth:`step` draws random numbers: a deterministic stepper gives the same state for
+    #: every sample, so in an ensemble its model counts as one member whatever the sample count
+    stochastic: bool = False
+    #: True when :meth:`step` draws no random numbers, declared by the class that defines ``step``:
+    #: an ensemble of such steppers may then run as one vmapped call (:mod:`sciflow.ensemble_batch`)
     deterministic_step: bool = False
 
     def __init__(self, operator: Mapping[str, Any], *, n_channels: int, n_dims: int, n_params: int = 0,
@@ -92,12 +95,17 @@ class Stepper(nn.Module):
         return state if mask is None else state * mask.unsqueeze(1).to(state.dtype)
 
     @staticmethod
-    def masked_mse(a: Tensor, b: Tensor, mask: Tensor | None) -> Tensor:
-        """Mean squared error over fluid cells and channels; ``a, b: (B, C, *S)``."""
+    def masked_mean(v: Tensor, mask: Tensor | None) -> Tensor:
+        """Mean of ``v: (B, C, *S)`` over fluid cells and channels (a scalar)."""
         if mask is None:
-            return torch.mean((a - b) ** 2)
-        m = mask.unsqueeze(1).to(a.dtype)
-        return torch.sum(m * (a - b) ** 2) / (m.sum() * a.shape[1]).clamp_min(1.0)
+            return torch.mean(v)
+        m = mask.unsqueeze(1).to(v.dtype)
+        return torch.sum(m * v) / (m.sum() * v.shape[1]).clamp_min(1.0)
+
+    @classmethod
+    def masked_mse(cls, a: Tensor, b: Tensor, mask: Tensor | None) -> Tensor:
+        """Mean squared error over fluid cells and channels; ``a, b: (B, C, *S)``."""
+        return cls.masked_mean((a - b) ** 2, mask)
 
     # -- the algorithm (overridden) --------------------------------------------------------------
     def loss(self, prev: Tensor, target: Tensor, cond: Tensor | None = None, mask: Tensor | None = None) -> Tensor:

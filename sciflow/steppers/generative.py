@@ -85,6 +85,7 @@ class Generative(Stepper):
 
     state_inputs = 1
     extra_cond = 1
+    stochastic = True
     #: whether :meth:`sample` takes a ``project`` (a constraint applied inside the sampler)
     projects_in_sampler = False
 

@@ -92,6 +92,9 @@ def test_sampler_projection_reaches_the_right_rows():
             return lambda states: states + 1.0
 
     class Model(Surrogate):
+        # counted as stochastic so that each model gives `samples` members (a deterministic one gives one)
+        stochastic = True
+
         def predict_next(self, history, params, mask=None, *, generator=None, project=None):
             return project(history[:, -1].double()).float()
 

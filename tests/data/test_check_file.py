@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
+from sciflow.data.case import BoundarySpec
 from sciflow.data.check import Issue, check_file
 from sciflow.data.format import write_well
-from sciflow.solvers.base import BoundarySpec
 
 B, T, NX, NY = 2, 3, 4, 5
 

@@ -9,8 +9,9 @@ import yaml
 
 from sciflow.data.card import load_card
 from sciflow.data.check import check_file
+from sciflow.data.errors import DataError, DataFormatError, DataValueError
 from sciflow.data.importers import import_pdebench
-from sciflow.data.reader import DataFormatError, WellFile
+from sciflow.data.reader import WellFile
 from sciflow.data.trajectories import Trajectories, split_files
 
 N, T, X, Y = 10, 5, 12, 6
@@ -204,3 +205,92 @@ def test_resume_skips_finished_files(tmp_path):
     assert files[0].stat().st_mtime_ns == first and files[-1].is_file()
     with pytest.raises(FileExistsError):
         import_pdebench(src, tmp_path / "out", trajectories_per_file=2, progress=False)
+
+
+def _tensor_file(path, n=6, **extra):
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.random.default_rng(0).normal(size=(n, T, X))
+        f["x-coordinate"] = np.arange(X) / X
+        f["t-coordinate"] = np.arange(T + 1) * 0.1
+        for k, v in extra.items():
+            if k.startswith("attr_"):
+                f.attrs[k[5:]] = v
+            else:
+                f[k] = v
+    return path
+
+
+def _params_of(out) -> dict[int, list[float]]:
+    return {i: wf.params(b).tolist() for i, (wf, b) in _by_source_index(out).items()}
+
+
+def test_parameters_from_root_datasets_and_attributes(tmp_path):
+    nu = np.linspace(0.1, 0.6, 6)
+    table = np.stack([nu * 10, nu * 100], axis=1)
+    src = _tensor_file(tmp_path / "adv.h5", nu=nu, params=table, attr_beta=0.4)
+    card = load_card(import_pdebench(src, tmp_path / "auto", progress=False))
+    # found automatically: the root attribute (shared) and the (N,) dataset; (N, 2) is only reported
+    assert card.params == ["beta", "nu"]
+    assert "frame k at t-coordinate[k]" in card.description  # T + 1 times: the drop is stated
+    report = {r["name"]: r for r in yaml.safe_load(open(tmp_path / "auto" / "card.yaml"))["imported_from"]["parameters"]}
+    assert not report["params"]["used"] and "dataset:params[:, j]" in report["params"]["note"]
+    for i, p in _params_of(tmp_path / "auto").items():
+        assert p == [pytest.approx(0.4), pytest.approx(nu[i])]
+    card = load_card(import_pdebench(src, tmp_path / "pick", param_from={"D": "dataset:params[:, 1]"},
+                                     params={"c": 2.0}, auto_params=False, progress=False))
+    assert card.params == ["c", "D"]
+    for i, p in _params_of(tmp_path / "pick").items():
+        assert p == [2.0, pytest.approx(table[i, 1])]
+
+
+def test_parameter_sources_that_do_not_fit_name_the_place(tmp_path):
+    src = _tensor_file(tmp_path / "adv.h5", nu=np.arange(6.0), params=np.zeros((6, 2)))
+    cases = [
+        ({"a": "attr:missing"}, DataFormatError, r"adv\.h5: root: no attribute 'missing'"),
+        ({"a": "dataset:nope"}, DataFormatError, r"no dataset 'nope'; top-level keys"),
+        ({"a": "dataset:params"}, DataFormatError, r"gives shape \(6, 2\), expected \(6,\)"),
+        ({"a": "dataset:params[:, 5]"}, DataFormatError, r"index \[.*5\] does not fit shape \(6, 2\)"),
+        ({"a": "dataset:tensor[:, 0]"}, DataFormatError, r"gives shape \(6, 12\)"),
+        ({"a": "column:nu"}, DataError, r"expected attr:KEY"),
+        ({"not-a-name": "attr:nu"}, DataError, r"not an identifier"),
+    ]
+    for k, (mapping, err, match) in enumerate(cases):
+        with pytest.raises(err, match=match):
+            import_pdebench(src, tmp_path / f"o{k}", param_from=mapping, progress=False)
+    with pytest.raises(DataError, match=r"\['nu'\] given both"):
+        import_pdebench(src, tmp_path / "x", params={"nu": 1.0}, param_from={"nu": "dataset:nu"})
+    with h5py.File(src, "r+") as f:
+        f["nu"][3] = np.nan
+    with pytest.raises(DataValueError, match=r"dataset 'nu'.* is nan for trajectory 3"):
+        import_pdebench(src, tmp_path / "y", param_from={"nu": "dataset:nu"}, progress=False)
+
+
+def test_per_sample_group_attributes_and_datasets(tmp_path):
+    src = tmp_path / "2D_rdb.h5"
+    with h5py.File(src, "w") as f:
+        for i in range(4):
+            g = f.create_group(f"{i:04d}")
+            g["data"] = np.full((T, X, Y, 1), float(i))
+            g["grid/x"], g["grid/y"], g["grid/t"] = np.arange(X), np.arange(Y), np.arange(T) * 0.5
+            g.attrs["h0"] = 1.0 + i
+            g.attrs["note"] = "plain text, not a parameter"
+            g["radius"] = np.float32(0.1 * (i + 1))
+            g["coeffs"] = np.array([i, 2.0 * i])
+    card = load_card(import_pdebench(src, tmp_path / "out", progress=False))
+    assert card.params == ["h0", "radius"]
+    assert "dropped" not in card.description
+    for i, p in _params_of(tmp_path / "out").items():
+        assert p == [1.0 + i, pytest.approx(0.1 * (i + 1))]
+    report = {r["name"]: r for r in yaml.safe_load(open(tmp_path / "out" / "card.yaml"))["imported_from"]["parameters"]}
+    assert not report["coeffs"]["used"] and "dataset:coeffs[j]" in report["coeffs"]["note"]
+    card = load_card(import_pdebench(src, tmp_path / "c", param_from={"c1": "dataset:coeffs[1]"},
+                                     auto_params=False, progress=False))
+    assert card.params == ["c1"]
+    assert [p for _, p in sorted(_params_of(tmp_path / "c").items())] == [[0.0], [2.0], [4.0], [6.0]]
+    with h5py.File(src, "r+") as f:
+        del f["0002"].attrs["h0"]
+    with pytest.raises(DataFormatError, match=r"group '0002': no attribute 'h0'; it has \['note'\]"):
+        import_pdebench(src, tmp_path / "d", param_from={"h0": "attr:h0"}, progress=False)
+    # found automatically but missing in one group: reported as unreadable, not used, not fatal
+    card = load_card(import_pdebench(src, tmp_path / "e", progress=False))
+    assert card.params == ["radius"]

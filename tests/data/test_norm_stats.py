@@ -103,3 +103,26 @@ def test_cache_reused_and_invalidated(tmp_path, monkeypatch):
     # a damaged cache file is recomputed, not trusted
     path.write_text("sciflow: [1, 2")
     assert load_or_compute_stats(path, Trajectories(split_files(tmp_path, "train")), progress=False) == third
+
+
+def test_cache_follows_the_content_of_the_files(tmp_path):
+    """Same names, same trajectory count: an edit in place, or a replaced file, recomputes."""
+    import h5py
+
+    _dataset(tmp_path, 2)
+    path = tmp_path / "stats.yaml"
+    tr = lambda: Trajectories(split_files(tmp_path, "train"))  # noqa: E731
+    first = load_or_compute_stats(path, tr(), progress=False)
+    f0 = tmp_path / "data" / "train" / "f0.hdf5"
+    size = f0.stat().st_size
+    with h5py.File(f0, "r+") as f:
+        f["t0_fields/pressure"][...] = f["t0_fields/pressure"][...] + 10.0
+    assert f0.stat().st_size == size  # the same size: only the content and mtime changed
+    second = load_or_compute_stats(path, tr(), progress=False)
+    assert second.mean[0] > first.mean[0] + 4.0 and second.channels == first.channels
+    assert yaml.safe_load(path.read_text())["sciflow"]["mean"][0] == pytest.approx(second.mean[0])
+    # the fingerprint names files relative to the stats file, so moving the folder keeps the cache
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    tmp_path.rename(moved)
+    key = stats_mod.source_key(moved / "stats.yaml", Trajectories(split_files(moved, "train")), 1)
+    assert yaml.safe_load((moved / "stats.yaml").read_text())["source_key"] == key

@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
+from sciflow.data.case import BoundarySpec, Case
 from sciflow.data.format import atomic_path, write_cases, write_well
 from sciflow.data.reader import WellFile
-from sciflow.solvers.base import BoundarySpec, Case
 
 B, T, NX, NY = 3, 4, 5, 7
 

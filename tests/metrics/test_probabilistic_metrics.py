@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,9 +17,12 @@ from sciflow.metrics import (
     gaussian_nll,
     gaussian_reliability_curve,
     interval_coverage,
+    pit_cdf,
+    rank_histogram,
     reliability_curve,
     spread_skill_ratio,
     spread_skill_terms,
+    truth_ranks,
 )
 
 
@@ -119,11 +123,67 @@ def test_coverage_of_standard_normal_samples():
     torch.testing.assert_close(gwidth, torch.full((4, 1), 2 * z90, dtype=torch.float64))
 
 
-def test_quantiles_match_torch_quantile():
+def test_quantiles_use_plotting_positions():
     x = torch.randn(7, 3, 5, generator=_gen(5), dtype=torch.float64)
-    p = [0.0, 0.1, 0.5, 0.93, 1.0]
+    p = [1 / 8, 0.2, 0.5, 0.77, 7 / 8]  # inside [1/(M+1), M/(M+1)]: numpy's "weibull"
+    want = np.quantile(x.numpy(), p, axis=0, method="weibull")
+    torch.testing.assert_close(ensemble_quantiles(x, p), torch.from_numpy(want))
+    # the i-th smallest member is the i/(M+1) quantile; beyond the members, linear extrapolation
+    xs = torch.tensor([[1.0], [2.0], [4.0]], dtype=torch.float64)  # M = 3: positions 1/4, 1/2, 3/4
+    q = ensemble_quantiles(xs, [0.25, 0.5, 0.75, 0.0, 1.0, 0.05])
+    torch.testing.assert_close(q[:, 0], torch.tensor([1.0, 2.0, 4.0, 0.0, 6.0, 0.2], dtype=torch.float64))
+    torch.testing.assert_close(ensemble_quantiles(xs[:1], [0.1, 0.9]), torch.ones(2, 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("M", [2, 5, 10])
+def test_a_perfect_small_ensemble_is_calibrated(M):
+    """Members and truth from the same distribution: coverage at 50 / 90 %, the reliability curve
+    and the rank histogram are nominal within Monte Carlo error at the ensemble sizes users run."""
+    B, n = 32, 1024
+    members, truth, _, _ = _calibrated(M, B, n, seed=10 + M)
+    N = B * n
+    cov, width = interval_coverage(members, truth, levels=(0.5, 0.9))
+    for j, a in enumerate((0.5, 0.9)):
+        # 4 standard errors of a frequency over N independent cells
+        assert cov[:, j].mean().item() == pytest.approx(a, abs=4 * math.sqrt(a * (1 - a) / N))
+    assert bool((width[:, 1] > width[:, 0]).all())
+    levels, obs = reliability_curve(members, truth)
+    tol = 4 * math.sqrt(0.25 / N)
+    assert (obs.mean(0) - levels).abs().max().item() < tol
+    hist = rank_histogram(members, truth)
+    assert hist.shape == (B, M + 1)
+    torch.testing.assert_close(hist.sum(-1), torch.ones(B, dtype=torch.float64))
+    p = 1 / (M + 1)
+    assert (hist.mean(0) - p).abs().max().item() < 4 * math.sqrt(p * (1 - p) / N)
+
+
+@pytest.mark.parametrize("M", [2, 5, 10])
+def test_a_miscalibrated_small_ensemble_is_caught(M):
+    """Members at 0.4 of the true spread under-cover and give a U-shaped rank histogram; members
+    shifted by one standard deviation give a sloped one."""
+    narrow, truth, _, _ = _calibrated(M, 16, 512, seed=20 + M, member_scale=0.4)
+    cov, _ = interval_coverage(narrow, truth, levels=(0.5, 0.9))
+    N = 16 * 512
+    for j, a in enumerate((0.5, 0.9)):  # below nominal by more than Monte Carlo error
+        assert cov[:, j].mean().item() < a - 4 * math.sqrt(a * (1 - a) / N)
+    hist = rank_histogram(narrow, truth).mean(0)
+    assert min(hist[0], hist[-1]) > 1.2 / (M + 1) > hist[1:-1].max()  # U-shaped
+    members, truth, _, sigma = _calibrated(M, 16, 512, seed=30 + M)
+    high = rank_histogram(members + sigma, truth).mean(0)  # members too high: truth ranks low
+    assert high[0] > high[-1] * 3
+
+
+def test_ranks_and_pit_with_ties():
+    members = torch.tensor([0.0, 1.0, 1.0, 2.0], dtype=torch.float64).reshape(4, 1, 1, 1)
+    truth = torch.tensor([1.0], dtype=torch.float64).reshape(1, 1, 1)
+    below, ties = truth_ranks(members, truth)
+    assert below.item() == 1 and ties.item() == 2
+    # u uniform on [1, 4] / 5: P(u <= p) = clip((5 p - 1) / 3, 0, 1)
+    cdf = pit_cdf(members, truth, [0.1, 0.5, 0.9])
+    torch.testing.assert_close(cdf.flatten(), torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    # tied ranks 1, 2, 3 share the cell's weight
     torch.testing.assert_close(
-        ensemble_quantiles(x, p), torch.quantile(x, torch.tensor(p, dtype=torch.float64), dim=0)
+        rank_histogram(members, truth), torch.tensor([[0.0, 1 / 3, 1 / 3, 1 / 3, 0.0]], dtype=torch.float64)
     )
 
 
@@ -147,9 +207,9 @@ def test_reliability_and_calibration_error():
     narrow, truth2, _, _ = _calibrated(200, 8, 512, seed=6, member_scale=0.3)
     _, bad_obs = reliability_curve(narrow, truth2)
     assert calibration_error(levels, bad_obs.mean(0)).item() > 5 * good
-    # the curve of a perfectly known value: observed frequency 1 at every level when y < q
+    # truth below all 3 members: its PIT is uniform on [0, 1/4], so P(u <= 0.2) = 0.8, P(u <= 0.8) = 1
     obs_low = reliability_curve(torch.ones(3, 1, 1, 4), torch.zeros(1, 1, 4), levels=[0.2, 0.8])[1]
-    torch.testing.assert_close(obs_low, torch.ones(1, 2, dtype=torch.float64))
+    torch.testing.assert_close(obs_low, torch.tensor([[0.8, 1.0]], dtype=torch.float64))
 
 
 def test_masks_select_cells():

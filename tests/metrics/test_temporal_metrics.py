@@ -63,6 +63,11 @@ def test_high_correlation_time_of_hand_made_curve():
     assert high_correlation_time(corr, times, 0.9) == pytest.approx(0.6)  # index 3
     assert high_correlation_time(corr, times, 0.95) == pytest.approx(0.4)
     assert high_correlation_time(corr, times, 0.3) == pytest.approx(1.2)  # never: last time
+    # ... which is censored (a lower bound), and says so; a real drop is not
+    assert high_correlation_time(corr, times, 0.3, return_censored=True) == (pytest.approx(1.2), True)
+    assert high_correlation_time(corr, times, 0.8, return_censored=True) == (pytest.approx(0.8), False)
+    # a drop at the very last step is not censored
+    assert high_correlation_time(corr, times, 0.6, return_censored=True) == (pytest.approx(1.2), False)
 
 
 def test_high_correlation_time_averages_trajectories_first():
@@ -74,6 +79,9 @@ def test_high_correlation_time_averages_trajectories_first():
     torch.testing.assert_close(per, torch.tensor([1.0, 3.0], dtype=torch.float64))
     per = high_correlation_time(corr, times, 0.4, per_trajectory=True)
     torch.testing.assert_close(per, torch.tensor([3.0, 3.0], dtype=torch.float64))
+    per, censored = high_correlation_time(corr, times, 0.55, per_trajectory=True, return_censored=True)
+    torch.testing.assert_close(per, torch.tensor([3.0, 3.0], dtype=torch.float64))
+    assert censored.tolist() == [True, False]  # 0.6 never drops below 0.55; 0.5 does at t = 3
 
 
 def test_decorrelation_times_from_stream():

@@ -16,6 +16,8 @@ SPECS = {
     "deterministic": "deterministic",
     "flow_matching": {"class_path": "flow_matching", "init_args": {"n_steps": 2, "solver": "midpoint"}},
     "refiner": {"class_path": "refiner", "init_args": {"K": 2}},
+    "crps": {"class_path": "crps", "init_args": {"noise_dim": 4}},
+    "crps_channels": {"class_path": "crps", "init_args": {"noise": "channels"}},
 }
 
 

@@ -17,6 +17,7 @@ from sciflow.surrogate import Surrogate
 from tests.steppers.helpers import NX, SPECS, TINY_FNO, CallCounter, make_stepper, toy_batch
 
 GENERATIVE = ["flow_matching", "refiner"]
+STOCHASTIC = [*GENERATIVE, "crps", "crps_channels"]
 
 
 def _mask(batch: int) -> torch.Tensor:
@@ -41,7 +42,13 @@ def test_registry_names_and_input_layout(name, cls):
 
 def test_deterministic_is_the_default():
     s = build_stepper(None, operator=TINY_FNO, n_channels=1, n_dims=1)
-    assert type(s) is Deterministic and s.calls_per_step == 1
+    assert type(s) is Deterministic and s.calls_per_step == 1 and not s.stochastic
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_stochastic_flag(name):
+    """Ensembles count a model once per sample only if its stepper draws random numbers."""
+    assert make_stepper(SPECS[name]).stochastic is (name in STOCHASTIC)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -63,7 +70,7 @@ def test_masked_cells_stay_zero(name):
     assert torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("name", GENERATIVE)
+@pytest.mark.parametrize("name", STOCHASTIC)
 def test_a_seed_reproduces_a_sample(name):
     s = make_stepper(SPECS[name])
     prev, cond = torch.randn(2, 1, 1, NX), torch.zeros(2, 1)

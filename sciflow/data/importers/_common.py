@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from sciflow.data.card import SPLITS
+from sciflow.data.errors import DataError
 from sciflow.data.format import atomic_path
 
 
@@ -20,9 +21,9 @@ def check_split(split: Sequence[float]) -> tuple[float, float, float]:
     try:
         fr = tuple(float(s) for s in split)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"split: expected three fractions (train, valid, test), found {split!r}") from e
+        raise DataError(f"split: expected three fractions (train, valid, test), found {split!r}") from e
     if len(fr) != 3 or any(not math.isfinite(s) or s < 0 for s in fr) or abs(sum(fr) - 1) > 1e-6:
-        raise ValueError(f"split: expected three fractions >= 0 summing to 1 (train, valid, test), found {split!r}")
+        raise DataError(f"split: expected three fractions >= 0 summing to 1 (train, valid, test), found {split!r}")
     return fr  # type: ignore[return-value]
 
 
@@ -40,7 +41,7 @@ def assign_splits(ids: Sequence[str], split: Sequence[float], seed: int) -> dict
     """
     _, f_valid, f_test = check_split(split)
     if len(set(ids)) != len(ids):
-        raise ValueError("assign_splits: ids are not unique")
+        raise DataError("assign_splits: ids are not unique")
     order = sorted(ids, key=lambda c: _rank(seed, c))
     n = len(order)
     n_valid = round(n * f_valid)

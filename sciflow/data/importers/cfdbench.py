@@ -45,6 +45,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import sciflow
+from sciflow.data.case import BoundarySpec
+from sciflow.data.errors import DataError, DataFormatError, DataNotFoundError, DataValueError
 from sciflow.data.format import write_well
 from sciflow.data.importers._common import (
     assign_splits,
@@ -54,8 +56,6 @@ from sciflow.data.importers._common import (
     split_card,
     write_card,
 )
-from sciflow.data.reader import DataFormatError
-from sciflow.solvers.base import BoundarySpec
 
 PROBLEMS = ("cavity", "tube", "dam", "cylinder")
 _DT = {"cavity": 0.1, "cylinder": 0.001}
@@ -112,7 +112,7 @@ def _find_cases(src: Path) -> list[Path]:
     for sub in sorted(p for p in src.iterdir() if p.is_dir()):
         out += sorted((p for p in sub.iterdir() if (p / "case.json").is_file()), key=_case_number)
     if not out:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{src}: no CFDBench case folder (holding case.json) here, in its subfolders or one level deeper"
         )
     return out
@@ -122,7 +122,7 @@ def _detect_problem(src: Path) -> str:
     for p in [src, *src.parents][:3]:
         if p.name.lower() in PROBLEMS:
             return p.name.lower()
-    raise ValueError(
+    raise DataError(
         f"{src}: cannot tell the CFDBench problem from the folder names "
         f"({[p.name for p in [src, *src.parents][:3]]}); pass problem= one of {PROBLEMS}"
     )
@@ -134,9 +134,9 @@ def _number(meta: dict[str, Any], keys: tuple[str, ...], where: Path) -> float:
             try:
                 v = float(meta[k])
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: key {k!r} holds {meta[k]!r}, expected a number") from None
+                raise DataFormatError(f"{where}: key {k!r} holds {meta[k]!r}, expected a number") from None
             if not math.isfinite(v):
-                raise ValueError(f"{where}: key {k!r} holds {v}, expected a finite number")
+                raise DataFormatError(f"{where}: key {k!r} holds {v}, expected a finite number")
             return v
     raise DataFormatError(f"{where}: missing key {keys[0]!r}" + (f" (or {list(keys[1:])})" if keys[1:] else "")
                    + f"; the file has {sorted(meta)}")
@@ -145,11 +145,11 @@ def _number(meta: dict[str, Any], keys: tuple[str, ...], where: Path) -> float:
 def _read_case(problem: str, folder: Path) -> _Case:
     path = folder / "case.json"
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from e
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise DataFormatError(f"{path}: not valid JSON: {e}") from e
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+        raise DataFormatError(f"{path}: expected a JSON object, found {type(meta).__name__}")
     params = {name: fn(_number(meta, keys, path)) for name, keys, fn in _PARAMS[problem]}
     if problem in _DT:
         dt, source = _DT[problem], "CFDBench paper"
@@ -160,7 +160,7 @@ def _read_case(problem: str, folder: Path) -> _Case:
         else:
             dt, source = _DT_ASSUMED, "assumed (case.json has no time step; CFDBench's loaders use 0.1 s)"
     if not dt > 0:
-        raise ValueError(f"{path}: time step {dt} is not positive")
+        raise DataFormatError(f"{path}: time step {dt} is not positive")
     return _Case(folder.parent.name, folder, meta, params, float(dt), source)
 
 
@@ -172,14 +172,15 @@ def _extent(problem: str, case: _Case) -> tuple[tuple[float, float], tuple[float
         return (0.0, p["length"]), (0.0, p["diameter"])
     if problem == "cylinder":
         return (-p["x1"], p["x2"]), (-p["y1"], p["y2"])
-    width = float(case.meta.get("width", 1.5))
-    height = float(case.meta.get("height", 0.4))
+    where = case.folder / "case.json"
+    width = _number(case.meta, ("width",), where) if "width" in case.meta else 1.5
+    height = _number(case.meta, ("height",), where) if "height" in case.meta else 0.4
     return (0.0, width), (0.0, height)
 
 
 def _centres(lo: float, hi: float, n: int, where: str) -> np.ndarray:
     if not hi > lo:
-        raise ValueError(f"{where}: domain [{lo}, {hi}] is empty")
+        raise DataFormatError(f"{where}: domain [{lo}, {hi}] is empty")
     return lo + (np.arange(n) + 0.5) * (hi - lo) / n
 
 
@@ -197,31 +198,33 @@ def _boundaries(problem: str, params: dict[str, float], nx: int, ny: int) -> lis
             side("bottom", "wall", "y", True), side("top", "wall", "y", False)]
 
 
+def _npy(f: Path, mmap: bool = False) -> np.ndarray:
+    """One ``(T, ny, nx)`` numeric array from a .npy file; errors name the file."""
+    if not f.is_file():
+        raise DataNotFoundError(f"{f}: missing (a CFDBench case holds case.json, u.npy, v.npy)")
+    try:
+        a = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises several kinds on a damaged file
+        raise DataFormatError(f"{f}: not a readable .npy file (truncated or corrupted?): {type(e).__name__}: {e}") from e
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf":
+        raise DataFormatError(f"{f}: expected numbers, found {getattr(a, 'dtype', type(a).__name__)}")
+    if a.ndim != 3 or 0 in a.shape:
+        raise DataFormatError(f"{f}: expected shape (T, ny, nx), found {a.shape}")
+    return a
+
+
 def _load_velocity(folder: Path) -> np.ndarray:
     """``u.npy``, ``v.npy`` ``(T, ny, nx)`` -> velocity ``(T, nx, ny, 2)`` float32, x-first."""
-    arrays = []
-    for comp in ("u", "v"):
-        f = folder / f"{comp}.npy"
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing (a CFDBench case holds case.json, u.npy, v.npy)")
-        a = np.load(f)
-        if a.ndim != 3:
-            raise ValueError(f"{f}: expected shape (T, ny, nx), found {a.shape}")
-        arrays.append(a)
+    arrays = [_npy(folder / f"{comp}.npy") for comp in ("u", "v")]
     if arrays[0].shape != arrays[1].shape:
-        raise ValueError(f"{folder}: u.npy has shape {arrays[0].shape}, v.npy {arrays[1].shape}")
+        raise DataFormatError(f"{folder}: u.npy has shape {arrays[0].shape}, v.npy {arrays[1].shape}")
     vel = np.stack(arrays, axis=-1).astype(np.float32)  # (T, ny, nx, 2)
     return np.ascontiguousarray(np.swapaxes(vel, 1, 2))  # rows are y: x-first is a transpose
 
 
 def _shape(folder: Path) -> tuple[int, int, int]:
     """``(T, nx, ny)`` of a case, from the .npy header only."""
-    f = folder / "u.npy"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: missing (a CFDBench case holds case.json, u.npy, v.npy)")
-    shape = np.load(f, mmap_mode="r").shape
-    if len(shape) != 3:
-        raise ValueError(f"{f}: expected shape (T, ny, nx), found {shape}")
+    shape = _npy(folder / "u.npy", mmap=True).shape
     return int(shape[0]), int(shape[2]), int(shape[1])
 
 
@@ -249,17 +252,17 @@ def import_cfdbench(
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
-        raise FileNotFoundError(f"{src}: not a folder")
+        raise DataNotFoundError(f"{src}: not a folder")
     check_split(split)
     folders = _find_cases(src)
     problem = (problem or _detect_problem(src)).lower()
     if problem not in PROBLEMS:
-        raise ValueError(f"problem {problem!r} is not one of {PROBLEMS}")
+        raise DataError(f"problem {problem!r} is not one of {PROBLEMS}")
     cases = [_read_case(problem, f) for f in folders]  # every case.json is checked before writing
     dts = {c.dt for c in cases}
     if len(dts) > 1:
         a, b = cases[0], next(c for c in cases if c.dt != cases[0].dt)
-        raise ValueError(f"frame spacing differs between cases: {a.folder} has {a.dt}, {b.folder} has {b.dt}")
+        raise DataValueError(f"frame spacing differs between cases: {a.folder} has {a.dt}, {b.folder} has {b.dt}")
     dt = cases[0].dt
     subsets = list(dict.fromkeys(c.subset for c in cases))
     name = name or f"cfdbench_{problem}" + (f"_{subsets[0]}" if len(subsets) == 1 and src.name != problem else "")
@@ -271,7 +274,7 @@ def import_cfdbench(
     shapes = {c.case_id: _shape(c.folder) for c in cases}
     grids = {s[1:] for s in shapes.values()}
     if len(grids) > 1:
-        raise ValueError(f"{src}: cases have different grids {sorted(grids)}; import them separately")
+        raise DataFormatError(f"{src}: cases have different grids {sorted(grids)}; import them separately")
     frames: list[int] = []
     skipped: list[dict[str, Any]] = []
     for c in tqdm(cases, desc=f"import {name}", disable=not progress):
@@ -310,7 +313,7 @@ def import_cfdbench(
         )
         frames.append(T)
     if not frames:
-        raise ValueError(f"{src}: no case could be imported ({len(skipped)} skipped for NaN/Inf values)")
+        raise DataValueError(f"{src}: no case could be imported ({len(skipped)} skipped for NaN/Inf values)")
 
     skipped_ids = {s["case"] for s in skipped}
     counts = count_splits(assigned[c.case_id] for c in cases if c.case_id not in skipped_ids)

@@ -126,3 +126,16 @@ def _write(card, tmp_path: Path) -> str:
     path = tmp_path / f"{card.name}.yaml"
     path.write_text(card.text)
     return str(path)
+
+
+def test_a_shard_removes_only_its_own_leftovers(tmp_path):
+    card = _grid_card(tmp_path)
+    jobs = plan(card, "bc", 5)
+    mine, theirs = shard_jobs(jobs, (0, 2))[0].path, shard_jobs(jobs, (1, 2))[0].path
+    debris = []
+    for path in (mine, theirs):  # a killed writer's file, and one another shard is writing now
+        path.parent.mkdir(parents=True, exist_ok=True)
+        debris.append(path.parent / f".{path.name}.abc123.tmp")
+        debris[-1].write_bytes(b"partial")
+    generate(card, "bc", 5, progress=False, shard=(0, 2))
+    assert not debris[0].exists() and debris[1].exists()

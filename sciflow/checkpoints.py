@@ -39,7 +39,9 @@ from sciflow.data.format import atomic_path
 # A reader refuses files of a newer format instead of misreading them.
 CHECKPOINT_FORMAT = 1
 # data-spec entries a checkpoint and the data must agree on for the weights to mean anything
-STRUCTURAL_KEYS = ("channels", "params", "spatial_dims", "spatial_shape", "history", "time_step", "has_mask")
+STRUCTURAL_KEYS = ("channels", "params", "spatial_dims", "spatial_shape", "history", "time_step", "has_mask",
+                   # particle data (grid specs have none of these, and a key either side lacks is skipped)
+                   "kind", "dim", "bounds", "periodic", "radius")
 _CHUNK = 1 << 16
 
 

@@ -2,13 +2,16 @@
 
 ``sciflow fit|validate|test --config X.yaml`` go through LightningCLI (``class_path`` /
 ``init_args`` configs; the data's sizes and statistics are injected into the model, never written
-in configs). ``sciflow data ...``, ``sciflow rollout`` and ``sciflow demo`` are thin wrappers
-around library functions a notebook can call directly.
+in configs; the surrogate and data module follow the data's kind, :mod:`sciflow.cli_train`).
+``sciflow data ...``, ``sciflow rollout`` (grid or particle checkpoints, by the kind they were
+trained on) and ``sciflow demo`` are thin wrappers around library functions a notebook can call
+directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -199,13 +202,39 @@ def _card_list() -> str:
 
 # -- rollout and demo ------------------------------------------------------------------------------------
 
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The data kind a checkpoint was trained on (``grid`` for checkpoints that do not say)."""
+    from sciflow.checkpoints import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    return str(((ckpt.get("hyper_parameters") or {}).get("data_spec") or {}).get("kind", "grid"))
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
+    from sciflow.checkpoints import CheckpointError
+    from sciflow.constraints import LawError
     from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
     from sciflow.threads import configure_threads
 
+    if not args.ckpt and not args.ensemble:
+        raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
+    try:
+        kinds = {checkpoint_kind(c) for c in args.ckpt or []}
+    except CheckpointError as err:
+        raise SystemExit(f"sciflow rollout: error: {err}") from None
+    if len(kinds) > 1:
+        raise SystemExit(f"sciflow rollout: error: --ckpt: checkpoints of different data kinds {sorted(kinds)} "
+                         f"cannot form one ensemble")
+    if kinds == {"particles"}:
+        if args.project != "none":
+            raise SystemExit(f"sciflow rollout: error: --project {args.project}: the conservation projection works on "
+                             "grid data; particle checkpoints conserve mass by construction (fixed particles)")
+        return cmd_particle_rollout(args)
+    if args.data is None:
+        raise SystemExit("sciflow rollout: error: --data.card: give the dataset card the checkpoints are rolled out on")
     configure_threads(args.threads)
     if not args.ckpt and not args.ensemble:
         raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
@@ -215,10 +244,30 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             trajectories=list(range(args.trajectories)) if args.trajectories else None,
             steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
             keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
         )
-    except EnsembleError as err:
+    except (EnsembleError, LawError) as err:  # names the member, law or field at fault
         raise SystemExit(f"sciflow rollout: {err}") from None
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_particle_rollout(args: argparse.Namespace) -> int:
+    import json
+
+    from sciflow.evaluate_particles import run_particle_rollout
+    from sciflow.threads import configure_threads
+
+    if args.data is None and args.root is None:
+        raise SystemExit("sciflow rollout: error: --data.card or --data.root: give the particle dataset (a card, "
+                         "or a folder with metadata.json)")
+    configure_threads(args.threads)
+    _, summary = run_particle_rollout(
+        args.ckpt, args.data, root=args.root, split=args.split,
+        trajectories=list(range(args.trajectories)) if args.trajectories else None,
+        steps=args.steps, samples=args.samples, start=args.start, keep_members=args.members,
+        out=args.out, plots=not args.no_plots, device=args.device,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -331,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(fn=_data_errors(cmd_data_inspect))
 
     r = sub.add_parser(
-        "rollout", help="roll checkpoints out on a dataset split; write netCDF and plots",
+        "rollout", help="roll checkpoints out on a dataset split; write netCDF and plots "
+                    "(grid fields, or particle positions per step)",
         description="Roll checkpoints (or a deep-ensemble folder) out on a dataset split. Results stream into "
                     "OUT.partial step by step and replace OUT only when complete; rerunning a killed rollout "
                     "continues it. Prints a summary: errors per step with the copy-the-input baseline, "
@@ -341,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ckpt", action="append", default=None, help="checkpoint (repeat for a deep ensemble)")
     r.add_argument("--ensemble", default=None, help="deep-ensemble folder trained by `sciflow ensemble`")
     # named as in `sciflow fit` (--data.card, --data.root); --data and --root are kept as aliases
-    r.add_argument("--data.card", "--data", dest="data", required=True, metavar="CARD",
-                   help="dataset card name or path, as `sciflow fit --data.card` (alias: --data)")
+    r.add_argument("--data.card", "--data", dest="data", default=None, metavar="CARD",
+                   help="dataset card name or path, as `sciflow fit --data.card` (alias: --data); particle "
+                        "checkpoints may name a dataset folder with --data.root instead")
     r.add_argument("--data.root", "--root", dest="root", default=None, metavar="DIR",
                    help="dataset folder (default: the card's), as `sciflow fit --data.root` (alias: --root)")
     r.add_argument("--split", default="test")
@@ -358,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=None,
                    help="trajectories rolled out at once (default all); memory grows with it, not with --steps")
     r.add_argument("--seed", type=int, default=0, help="seed of the stochastic samples")
+    r.add_argument("--project", default="none",
+                   choices=["none", "hardc", "probconserv", "insampler", "insampler_probconserv"],
+                   help="conservation projection of every step onto the card's laws: none (only measure the "
+                        "error), hardc (least change), probconserv (weighted by the ensemble's variance), "
+                        "insampler / insampler_probconserv (inside a flow-matching sampler, at every ODE step). "
+                        "The per-step error per law is in the results (conservation_rel) and the summary")
+    r.add_argument("--sigma-g", type=float, default=0.0,
+                   help="constraint noise of the projection (default 0: the laws hold to round-off)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")

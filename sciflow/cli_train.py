@@ -2,9 +2,15 @@
 
 What this adds to Lightning's CLI:
 
+* the surrogate and data module of the data's kind (:data:`KINDS`): the card's ``kind`` (grids:
+  :class:`~sciflow.surrogate.Surrogate` and :class:`~sciflow.data.datamodule.SciflowData`;
+  particles: :class:`~sciflow.particle_surrogate.ParticleSurrogate` and
+  :class:`~sciflow.data.particles.datamodule.ParticleData`), or particles for a ``--data.root``
+  folder holding a ``metadata.json`` (LagrangeBench's layout);
 * two :class:`~sciflow.checkpoints.Checkpoint` callbacks: ``checkpoint`` keeps ``last.ckpt`` (every
   epoch, and every N steps with ``--checkpoint.every_n_train_steps N``), ``best`` keeps
-  ``best.ckpt`` by ``val/nmse``; both in ``checkpoint.dirpath`` (default ``runs/default/checkpoints``);
+  ``best.ckpt`` by ``val/nmse`` (particles: ``val/rollout_mse``); both in ``checkpoint.dirpath``
+  (default ``runs/default/checkpoints``);
 * ``--ckpt_path last`` (and ``best``) resolve to those files, and fail when there is none instead of
   silently starting over; ``--ckpt_path FILE`` is read safely and the model is rebuilt from the
   hyperparameters stored in it (Lightning's own parsing chokes on registry short names);
@@ -27,8 +33,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from sciflow.checkpoints import Checkpoint, CheckpointError, check_compatible, read_checkpoint
-from sciflow.data.datamodule import SciflowData
-from sciflow.surrogate import Surrogate
+from sciflow.registry import import_path
 from sciflow.threads import configure_threads
 
 COMMANDS = ("fit", "validate", "test")
@@ -43,14 +48,68 @@ class ResumeError(RuntimeError):
     """A run cannot start or resume as asked; the message says what to do instead."""
 
 
-def _model_keys() -> list[str]:
+# data kind -> (surrogate, data module, metric the `best` checkpoint follows)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "grid": ("sciflow.surrogate:Surrogate", "sciflow.data.datamodule:SciflowData", "val/nmse"),
+    "particles": ("sciflow.particle_surrogate:ParticleSurrogate", "sciflow.data.particles.datamodule:ParticleData",
+                  "val/rollout_mse"),
+}
+
+
+def _option(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """Values of ``--name VALUE`` / ``--name=VALUE`` options in ``argv``, in order."""
+    out = []
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                out.append(argv[i + 1])
+            elif a.startswith(n + "="):
+                out.append(a.split("=", 1)[1])
+    return out
+
+
+def data_kind(argv: list[str]) -> str:
+    """The kind of data a training command runs on: from ``--data.card`` / ``--data.root`` on the
+    command line, else the configs' ``data.card`` / ``data.root`` (the last one given wins); a card
+    that cannot be read counts as grid (the data module then reports it with its own message)."""
+    import yaml
+
+    from sciflow.data.card import load_card
+
+    card = root = None
+    for path in _option(argv, ("--config", "-c")):
+        try:
+            data = (yaml.safe_load(Path(path).read_text()) or {}).get("data") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # LightningCLI reports a bad config itself
+        card, root = data.get("card", card), data.get("root", root)
+    card = (_option(argv, ("--data.card",)) or [card])[-1]
+    root = (_option(argv, ("--data.root",)) or [root])[-1]
+    if card:
+        try:
+            return load_card(card).kind
+        except (OSError, ValueError):
+            return "grid"
+    if root and (Path(root) / "metadata.json").is_file():
+        return "particles"
+    return "grid"
+
+
+def _model_keys(model_class: type) -> list[str]:
     import inspect
 
-    return [k for k in inspect.signature(Surrogate.__init__).parameters if k not in ("self", "data_spec")]
+    return [k for k in inspect.signature(model_class.__init__).parameters if k not in ("self", "data_spec")]
 
 
 class SciflowCLI(LightningCLI):
-    """LightningCLI for :class:`~sciflow.surrogate.Surrogate` and :class:`~sciflow.data.datamodule.SciflowData`."""
+    """LightningCLI for a sciflow surrogate and its data module (grid or particle, see :data:`KINDS`).
+
+    ``best_monitor``: the metric ``best.ckpt`` follows by default.
+    """
+
+    def __init__(self, *args: Any, best_monitor: str = "val/nmse", **kwargs: Any):
+        self.best_monitor = best_monitor  # read by add_arguments_to_parser, inside LightningCLI.__init__
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("data", "model.data_spec", compute_fn=lambda dm: dm.spec, apply_on="instantiate")
@@ -69,7 +128,7 @@ class SciflowCLI(LightningCLI):
             "checkpoint.dirpath": DEFAULT_CHECKPOINT_DIR,
             "checkpoint.save_last": True,
             "checkpoint.save_top_k": 0,
-            "best.monitor": "val/nmse",
+            "best.monitor": self.best_monitor,
             "best.mode": "min",
             "best.filename": "best",
             "best.save_last": False,
@@ -99,9 +158,9 @@ class SciflowCLI(LightningCLI):
         cfg.ckpt_path = str(path)
         self._ckpt = (path, ckpt)
         # the checkpoint describes its own model; the config's model section must not contradict it
-        stored = Surrogate.constructor_args(ckpt)
+        stored = self.model_class.constructor_args(ckpt)
         changed = []
-        for key in _model_keys():
+        for key in _model_keys(self.model_class):
             if key in stored and cfg.model.get(key) != stored[key]:
                 if cfg.model.get(key) is not None or stored[key] is not None:
                     changed.append(f"model.{key}: config {cfg.model.get(key)!r}, checkpoint {stored[key]!r}")
@@ -162,8 +221,10 @@ def run(argv: list[str], debug: bool = False) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
+        model_path, data_path, monitor = KINDS[data_kind(argv[1:])]
         SciflowCLI(
-            Surrogate, SciflowData,
+            import_path(model_path), import_path(data_path),
+            best_monitor=monitor,
             args=argv,
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
@@ -213,4 +274,4 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-__all__ = ["COMMANDS", "DEFAULT_CHECKPOINT_DIR", "ResumeError", "SciflowCLI", "run"]
+__all__ = ["COMMANDS", "DEFAULT_CHECKPOINT_DIR", "KINDS", "ResumeError", "SciflowCLI", "data_kind", "run"]

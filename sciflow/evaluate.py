@@ -28,12 +28,14 @@ from sciflow.ensemble import load_models, member_checkpoints
 from sciflow.plots import (
     default_plot_steps,
     plot_calibration,
+    plot_conservation,
     plot_error_curves,
     plot_fields,
     plot_spacetime,
 )
 from sciflow.results import DEFAULT_SCORES, RolloutCollector, Score, summarize
 from sciflow.rollout import Projection, member_table, rollout
+from sciflow.rollout_conservation import RolloutConservation
 from sciflow.surrogate import Surrogate
 
 
@@ -94,7 +96,8 @@ def run_rollout(
     batch_size: int | None = None,
     max_batch: int | None = None,
     blowup: float = 1e3,
-    project: Projection | None = None,
+    project: str | Projection | None = None,
+    sigma_g: float = 0.0,
     device: str | torch.device = "cpu",
     scores: Sequence[Score] = (),
 ) -> tuple[xr.Dataset, dict[str, Any]]:
@@ -111,7 +114,14 @@ def run_rollout(
             this says; see :func:`~sciflow.rollout.member_table`).
         start: stored frame where the history window starts; the first ``h`` frames at the
             model's time step are the initial condition, the last of them is t = 0.
-        seed, blowup, project, max_batch: passed to :func:`~sciflow.rollout.rollout`.
+        seed, blowup, max_batch: passed to :func:`~sciflow.rollout.rollout`.
+        project: the conservation projection applied to every step's members, by name (laws
+            from the card, see :mod:`sciflow.rollout_conservation`): ``"none"`` (monitor only),
+            ``"hardc"``, ``"probconserv"``, ``"insampler"`` or ``"insampler_probconserv"``; or a
+            ``project(members, k)`` callable passed to :func:`~sciflow.rollout.rollout` as is
+            (no conservation scores). None is ``"none"``. With a card that names laws, the
+            results get ``conservation_abs`` / ``conservation_rel`` ``(trajectory, time, law)``.
+        sigma_g: constraint noise of a named projection (0: the laws hold to round-off).
         keep_members: store every member's fields in the dataset.
         out: netCDF path. Results are streamed into ``<out>.partial`` step by step (memory flat
             in the number of steps, truth read from disk as it is needed) and moved to ``out``
@@ -119,7 +129,7 @@ def run_rollout(
             older file there stays intact until then. Rerunning the same call continues from
             the trajectory batches the killed run finished. Plots go next to it as
             ``<stem>_fields.png``, ``<stem>_errors.png`` and, for an ensemble,
-            ``<stem>_calibration.png`` (1D data also ``<stem>_spacetime.png``).
+            ``<stem>_calibration.png``, with conservation laws ``<stem>_conservation.png`` (1D data also ``<stem>_spacetime.png``).
         plot_steps: model steps shown in the field plot (default spread over the rollout).
         batch_size: trajectories per rollout batch (default all at once): memory grows with it,
             not with ``steps``.
@@ -197,7 +207,9 @@ def run_rollout(
         "start_frame": start,
         "time_step_frames": ts,
         "blowup": blowup,
-        "projected": project is not None,
+        "projected": project not in (None, "none"),
+        "projection": project if isinstance(project, str) else ("none" if project is None else "custom"),
+        "sigma_g": float(sigma_g),
     }
     table = member_table(models, samples)
     if samples > 1 and len(table) < len(models) * samples:
@@ -212,8 +224,14 @@ def run_rollout(
     if chunk < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     score_list = list(DEFAULT_SCORES) + list(scores)
+    conservation = None
+    if project is None or isinstance(project, str):
+        conservation = RolloutConservation(dm.card, traj, idx, project or "none", sigma_g=sigma_g, dt=dt,
+                                           t0=[float(wf.time[t0]) for wf in files])
+        if conservation.active:
+            score_list.append(conservation.score)
     key = run_key(ckpts, dm.card.hash, split, idx, steps, samples, start, seed, chunk, max_batch, blowup,
-                  keep_members, project is not None, [sorted(sc.outputs) for sc in score_list])
+                  keep_members, attrs["projection"], float(sigma_g), [sorted(sc.outputs) for sc in score_list])
     out = Path(out)
     collector = RolloutCollector(
         steps=steps,
@@ -251,6 +269,7 @@ def run_rollout(
             ids = idx[b]
             truth = TruthReader(traj, ids, t0, ts, steps)
             history = np.stack([traj.read(i, start, t0 + 1, ts) for i in ids])  # (b, h, C, *S)
+            hook = project if conservation is None else conservation.begin(b, history[:, -1])
             collector.begin(b, history[:, -1], truth=truth(0))
             stream = rollout(
                 models,
@@ -260,7 +279,7 @@ def run_rollout(
                 samples=samples,
                 mask=None if mask_t is None else mask_t[b],
                 seed=seed + a,
-                project=project,
+                project=hook,
                 blowup=blowup,
                 progress=progress,
                 max_batch=max_batch,
@@ -279,6 +298,8 @@ def run_rollout(
         plot_error_curves(ds, path=f"{stem}_errors.png")
         if "crps" in ds:
             plot_calibration(ds, path=f"{stem}_calibration.png")
+        if "conservation_rel" in ds:
+            plot_conservation(ds, path=f"{stem}_conservation.png")
         if len(traj.spatial_dims) == 1:
             plot_spacetime(ds, 0, 0, path=f"{stem}_spacetime.png")
     return ds, summarize(ds)

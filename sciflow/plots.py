@@ -283,6 +283,35 @@ def plot_error_curves(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
+def plot_conservation(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
+    """Relative conservation error (log scale) against time, one panel per law: the worst living
+    member of each trajectory thin, the largest over trajectories thick, and the float64
+    round-off level dotted. Returns ``path``."""
+    if "conservation_rel" not in ds:
+        raise ValueError("plot_conservation: the dataset has no conservation scores (the card names no laws)")
+    laws = [str(n) for n in ds.law.values]
+    t = ds.time.values
+    fig = Figure(figsize=(4.2 * len(laws), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(laws), squeeze=False)[0]
+    projection = ds.attrs.get("projection", "none")
+    tiny = 1e-18  # exact zeros (a law that holds to the last bit) drawn at the bottom of the axis
+    for ax, law in zip(axes, laws):
+        v = ds.conservation_rel.sel(law=law).transpose("trajectory", "time").values
+        for row in v:
+            ax.plot(t, np.maximum(row, tiny), color="C0", lw=0.6, alpha=0.4)
+        with np.errstate(invalid="ignore"):
+            worst = np.nanmax(np.where(np.isnan(v), -np.inf, v), axis=0)
+        ax.plot(t, np.maximum(worst, tiny), color="C3", lw=2.0, label="worst trajectory")
+        ax.axhline(np.finfo(np.float64).eps, color="0.5", ls=":", lw=1, label="float64 epsilon")
+        ax.set_yscale("log")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("relative error")
+        ax.set_title(f"{law} (projection: {projection})", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _rms_over_trajectories(v: xr.DataArray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return np.sqrt(np.nanmean(v.transpose("trajectory", "time").values ** 2, axis=0))
@@ -345,6 +374,7 @@ def plot_calibration(ds: xr.Dataset, *, path: str | os.PathLike) -> Path:
 __all__ = [
     "default_plot_steps",
     "plot_calibration",
+    "plot_conservation",
     "plot_error_curves",
     "plot_fields",
     "plot_spacetime",

@@ -7,30 +7,20 @@ split's per-channel mean and std (solid cells set to zero), parameters with thei
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 
-import sciflow
-from sciflow.checkpoints import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    read_checkpoint,
-    restore_rng_state,
-    rng_state,
-)
 from sciflow.data.datamodule import ONE_STEP, ROLLOUT
 from sciflow.data.reader import field_groups
 from sciflow.metrics.spatial import grouped_nmse
 from sciflow.rollout import rollout
 from sciflow.steppers import Stepper, build_stepper
+from sciflow.surrogate_base import NonFiniteLossError, SurrogateBase
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -38,12 +28,9 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint32)[0])
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the message names the step."""
-
-
-class Surrogate(L.LightningModule):
-    """Train and run a stepper around an operator on one dataset.
+class Surrogate(SurrogateBase):
+    """Train and run a stepper around an operator on one dataset of grids (EMA, optimiser and
+    checkpoints: :class:`~sciflow.surrogate_base.SurrogateBase`).
 
     Args:
         operator: operator spec ``{"class_path": "fno", "init_args": {...}}`` (hyperparameters only).
@@ -89,9 +76,7 @@ class Surrogate(L.LightningModule):
             periodic=bool(spec.get("periodic", False)), residual_scale=residual_scale,
         )
         self.fields = field_groups(list(spec["channels"]), list(spec.get("spatial_dims", [])))
-        self.ema: Stepper | None = None
-        if ema_decay is not None:
-            self.ema = copy.deepcopy(self.stepper).requires_grad_(False)
+        self.init_ema()
 
     # -- normalisation ----------------------------------------------------------------------------
     def normalize(self, u: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -132,11 +117,6 @@ class Surrogate(L.LightningModule):
     def stochastic(self) -> bool:
         """Whether a step draws random numbers (else every sample of this model is the same)."""
         return bool(self.inference_stepper.stochastic)
-
-    @property
-    def inference_stepper(self) -> Stepper:
-        """The EMA weights when kept, else the trained ones."""
-        return self.ema if self.ema is not None else self.stepper
 
     @torch.no_grad()
     def predict_next(self, history: Tensor, params: Tensor, mask: Tensor | None = None, *,
@@ -179,12 +159,7 @@ class Surrogate(L.LightningModule):
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         prev, target, cond, mask = self._batch(batch)
         loss = self.stepper.loss(prev, target[:, 0], cond, mask)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); lower the learning rate, check the "
-                f"data with `sciflow data check`, or enable gradient clipping"
-            )
+        self.check_loss(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=prev.shape[0])
         return loss
 
@@ -199,25 +174,6 @@ class Surrogate(L.LightningModule):
             rank = self.trainer.global_rank
             if rank > 0:
                 torch.manual_seed(rank_seed(torch.initial_seed(), rank))
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # The EMA moves inside the optimiser step, not in on_train_batch_end: checkpoint callbacks run
-        # before the module's on_train_batch_end, so a checkpoint written there would hold this step's
-        # weights with the previous step's average, and a run resumed from it would drift.
-        self._update_ema(self.global_step + 1)  # global_step counts this step only after the hook
-
-    def _update_ema(self, step: int) -> None:
-        if self.ema is None:
-            return
-        decay = float(self.hparams.ema_decay)
-        # the average starts from the first weights; warm it up so early checkpoints are useful
-        decay = min(decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.stepper.parameters()):
-                e.lerp_(p.detach(), 1 - decay)
-            for e, b in zip(self.ema.buffers(), self.stepper.buffers()):
-                e.copy_(b)
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _evaluate(self, batch: Mapping[str, Any], batch_idx: int, stage: str) -> None:
@@ -280,66 +236,5 @@ class Surrogate(L.LightningModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, batch_idx, "test")
 
-    # -- optimisation ---------------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        opt = torch.optim.AdamW(self.stepper.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = min(hp.warmup_steps, total - 1)
 
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / (warm + 1)
-            progress = min(1.0, (step - warm) / max(1, total - warm))
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # -- checkpoints ------------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        spec = self.hparams.data_spec
-        checkpoint["sciflow"] = {
-            "format": CHECKPOINT_FORMAT,
-            "version": sciflow.__version__,
-            "card": spec.get("card"),
-            "card_hash": spec.get("card_hash"),
-            "threads": torch.get_num_threads(),
-        }
-        # the generators' state, so that a run resumed from here draws what this one would have
-        checkpoint["rng"] = rng_state()
-        # neuraloperator modules may put Python objects in the state dict; they must not reach disk
-        sd = checkpoint["state_dict"]
-        for key in [k for k in sd if k.endswith("_metadata")]:
-            del sd[key]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "rng" in checkpoint:
-            restore_rng_state(checkpoint["rng"])
-
-    @staticmethod
-    def constructor_args(ckpt: Mapping[str, Any]) -> dict[str, Any]:
-        """The constructor arguments a checkpoint stores, ready for ``Surrogate(**args)``: internal
-        ``_``-keys dropped, and any warm start (``init_from``) removed, since the saved weights
-        replace it and its file need not exist any more."""
-        hp = {k: v for k, v in dict(ckpt["hyper_parameters"]).items() if not k.startswith("_")}
-        stepper = hp.get("stepper")
-        if isinstance(stepper, dict) and "init_from" in (stepper.get("init_args") or {}):
-            hp["stepper"] = {**stepper, "init_args": {k: v for k, v in stepper["init_args"].items() if k != "init_from"}}
-        return hp
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Surrogate:
-        """Load a checkpoint safely (``torch.load(weights_only=True)``) and rebuild the model
-        from the constructor arguments stored in it; a file that is missing, corrupt, carries
-        pickled code or is not sciflow's raises :class:`~sciflow.checkpoints.CheckpointError`."""
-        ckpt = read_checkpoint(path, map_location=map_location)
-        model = cls(**cls.constructor_args(ckpt))
-        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
-        bad_unexpected = [k for k in unexpected if not k.endswith("_metadata")]
-        if missing or bad_unexpected:
-            raise CheckpointError(
-                f"{path}: state dict does not match the model: missing {missing}, unexpected {bad_unexpected}"
-            )
-        model.eval()
-        return model
+__all__ = ["NonFiniteLossError", "Surrogate"]

@@ -4,6 +4,10 @@
 Every registered class takes ``(in_channels, out_channels, n_dims, cond_dim=0, *, periodic=...,
 <hyperparameters>)``; the sizes are injected from the data by :func:`build_operator`, configs
 give only hyperparameters.
+
+Particle operators (GNS, the reduced-order sparse-to-dense operator) have their own contract
+(:mod:`sciflow.operators.particle`: a particle cloud in, a normalised acceleration per particle
+out), their own registry :data:`PARTICLE_OPERATORS` and builder :func:`build_particle_operator`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ OPERATORS: dict[str, str] = {
 
 # Sizes that come from the data, never from a config.
 INJECTED = ("in_channels", "out_channels", "n_dims", "cond_dim")
+
+PARTICLE_OPERATORS: dict[str, str] = {
+    "gns": "sciflow.operators.gns:GNS",
+    "reduced_order": "sciflow.operators.reduced_order:ReducedOrder",
+}
+
+# What a particle dataset decides for a particle operator.
+PARTICLE_INJECTED = ("dim", "history", "cond_dim", "bounds", "periodic", "radius", "dx")
 
 
 def get_operator_class(class_path: str) -> type[nn.Module]:
@@ -50,4 +62,14 @@ def build_operator(
     return build(spec, OPERATORS, "operator", nn.Module, sizes)
 
 
-__all__ = ["INJECTED", "OPERATORS", "build_operator", "get_operator_class"]
+def build_particle_operator(spec: Mapping[str, Any] | str, **injected: Any) -> nn.Module:
+    """Build a particle operator from its spec; ``injected`` holds exactly
+    :data:`PARTICLE_INJECTED` (sizes and geometry from the data)."""
+    if set(injected) != set(PARTICLE_INJECTED):
+        raise ValueError(f"build_particle_operator: expected the data-derived arguments {list(PARTICLE_INJECTED)}, "
+                         f"got {sorted(injected)}")
+    return build(spec, PARTICLE_OPERATORS, "particle operator", nn.Module, injected)
+
+
+__all__ = ["INJECTED", "OPERATORS", "PARTICLE_INJECTED", "PARTICLE_OPERATORS", "build_operator",
+           "build_particle_operator", "get_operator_class"]

@@ -43,7 +43,7 @@ from torch import Tensor
 import sciflow
 from sciflow.data.reader import field_groups
 from sciflow.results.files import open_results
-from sciflow.results.scores import DEFAULT_SCORES, EXTRA_DIMS, Score, StepContext, score_names
+from sciflow.results.scores import DEFAULT_SCORES, Score, StepContext, extra_coords, score_names
 from sciflow.results.store import MemoryStore, NetCDFStore, Variable
 from sciflow.rollout import Step
 
@@ -170,6 +170,7 @@ class RolloutCollector:
         self.scored = self.truth is not None if scored is None else bool(scored)
         self.scores = list(scores) if self.scored else []
         self.outputs = score_names(self.scores, self.M)
+        self.extra = extra_coords(self.scores, self.M)
         skeleton, variables = self._layout()
         self.store: MemoryStore | NetCDFStore = (
             MemoryStore(skeleton, variables) if path is None
@@ -194,8 +195,8 @@ class RolloutCollector:
             **{d: (d, self.coords[d]) for d in sd},
             **{k: ("trajectory", np.asarray(v)) for k, v in self.trajectory_coords.items()},
         }
-        for dim in sorted({d for d in self.outputs.values() if d is not None}):
-            coords[dim] = (dim, EXTRA_DIMS[dim](self.M))
+        for dim, values in self.extra.items():
+            coords[dim] = (dim, values.astype(object) if values.dtype.kind == "U" else values)
         data: dict[str, Any] = {}
         if self.mask is not None:
             data["mask"] = (("trajectory", *sd), self.mask)
@@ -335,7 +336,7 @@ class RolloutCollector:
         return out
 
     def _extra(self, dim: str | None) -> tuple[int, ...]:
-        return () if dim is None else (len(EXTRA_DIMS[dim](self.M)),)
+        return () if dim is None else (len(self.extra[dim]),)
 
     # -- results --------------------------------------------------------------------------------------
     def dataset(self) -> xr.Dataset:

@@ -81,6 +81,9 @@ class Score:
         ensemble: needs two or more members; computed over the alive members.
         all_members: the extra dimension depends on the ensemble size: computed only where every
             member is alive.
+        coords: coordinates of extra dimensions this score brings itself (e.g. the names of a
+            card's conservation laws), dim name -> values; other extra dims come from
+            :data:`EXTRA_DIMS`.
     """
 
     outputs: Mapping[str, str | None]
@@ -88,6 +91,7 @@ class Score:
     long_names: Mapping[str, str] = field(default_factory=dict)
     ensemble: bool = False
     all_members: bool = False
+    coords: Mapping[str, Sequence[object]] = field(default_factory=dict)
 
 
 #: extra dimension name -> its coordinate values for an ensemble of ``M`` members
@@ -192,10 +196,24 @@ def score_names(scores: Sequence[Score], n_members: int) -> dict[str, str | None
         for name, dim in s.outputs.items():
             if name in out:
                 raise ValueError(f"two scores produce the variable {name!r}")
-            if dim is not None and dim not in EXTRA_DIMS:
-                raise ValueError(f"score output {name!r}: extra dimension {dim!r} is not in EXTRA_DIMS")
+            if dim is not None and dim not in EXTRA_DIMS and dim not in s.coords:
+                raise ValueError(f"score output {name!r}: extra dimension {dim!r} is neither in EXTRA_DIMS "
+                                 "nor in the score's coords")
             out[name] = dim
     return out
+
+
+def extra_coords(scores: Sequence[Score], n_members: int) -> dict[str, np.ndarray]:
+    """Extra dim name -> coordinate values of the outputs ``scores`` give ``n_members`` members."""
+    dims = {d for d in score_names(scores, n_members).values() if d is not None}
+    out: dict[str, np.ndarray] = {}
+    for s in scores:
+        for d, values in s.coords.items():
+            v = np.asarray(values)
+            if d in out and not np.array_equal(out[d], v):
+                raise ValueError(f"two scores give the extra dimension {d!r} different coordinates")
+            out[d] = v
+    return {d: out[d] if d in out else EXTRA_DIMS[d](n_members) for d in sorted(dims)}
 
 
 __all__ = [
@@ -209,5 +227,6 @@ __all__ = [
     "SPREAD_SKILL",
     "Score",
     "StepContext",
+    "extra_coords",
     "score_names",
 ]

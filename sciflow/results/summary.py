@@ -60,6 +60,10 @@ def summarize(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS) -> dict[
       (over the steps and trajectories where every member is alive);
       ``sample_decorrelation_time_<th>`` (and ``_censored``).
 
+    - with conservation laws (``conservation_rel``): ``projection`` (the method) and, per law,
+      ``conservation_rel_max`` (the largest relative error over trajectories, living members and
+      steps ``1..T``) and ``conservation_rel_last`` (at the last step).
+
     Means do not skip NaN: a trajectory whose members all blew up (or, for ensemble scores, with
     fewer than two members left) makes the mean None rather than silently better; for the
     correlation times it counts as decorrelated from then on.
@@ -76,6 +80,13 @@ def summarize(ds: xr.Dataset, thresholds: Sequence[float] = THRESHOLDS) -> dict[
         last_alive = ds.alive.isel(time=-1)
         out["alive_fraction_last"] = _plain(last_alive.mean())
         out["stopped_trajectories"] = int((~last_alive.any("member")).sum())
+    if "conservation_rel" in ds:
+        later_rel = ds.conservation_rel.isel(time=slice(1, None)) if T > 1 else ds.conservation_rel
+        out["projection"] = str(ds.attrs.get("projection", "none"))
+        out["conservation_rel_max"] = {str(law): _plain(later_rel.sel(law=law).max(skipna=True))
+                                       for law in ds.law.values}
+        out["conservation_rel_last"] = {str(law): _plain(ds.conservation_rel.sel(law=law).isel(time=-1).max())
+                                        for law in ds.law.values}
     if T < 2 or "nmse" not in ds:
         return out
     later = ds.isel(time=slice(1, None))

@@ -1,5 +1,9 @@
 """Steppers: how an operator is trained and stepped (deterministic, flow matching, PDE-Refiner,
-CRPS-trained ensemble)."""
+CRPS-trained ensemble).
+
+Particle operators have their own stepper, :class:`sciflow.steppers.particle.ParticleStepper`
+(GNS kinematics and training noise), built by the particle surrogate.
+"""
 
 from __future__ import annotations
 

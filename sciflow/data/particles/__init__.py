@@ -32,7 +32,7 @@ dataset's (metres, seconds); a model step is ``time_step`` stored frames of ``fr
 - **Graph**: built on the fly from positions with ``spec["radius"]`` (LagrangeBench's
   ``default_connectivity_radius``), minimum images across periodic axes.
 - **Spec** (``ParticleData.spec``): ``kind = "particles"``, ``dim``, ``particle_types``,
-  ``kinematic_types``, ``params``, ``bounds``, ``periodic``, ``radius``, ``dx``,
+  ``kinematic_types``, ``params``, ``bounds``, ``fluid_bounds``, ``periodic``, ``radius``, ``dx``,
   ``external_force`` (the declared law; ``body_force(law, x)`` evaluates it), ``num_particles_max``,
   ``history``, ``time_step``, ``frame_dt``, ``dt`` (seconds per model step), ``stats``.
 """

@@ -102,6 +102,7 @@ class ParticleData(L.LightningDataModule):
             "kinematic_types": list(meta["kinematic_particle_types"]),
             "params": tr.param_names,
             "bounds": [list(b) for b in meta["bounds"]],
+            "fluid_bounds": [list(b) for b in meta["fluid_bounds"]] if meta.get("fluid_bounds") else None,
             "periodic": list(meta["periodic_boundary_conditions"]),
             "radius": float(meta["default_connectivity_radius"]),
             "dx": float(meta["dx"]),

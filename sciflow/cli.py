@@ -51,9 +51,9 @@ def _is_input_error(e: BaseException) -> bool:
 
     if isinstance(e, DataError | OSError):
         return True
-    from sciflow.solvers.sweep import CaseFailed
+    from sciflow.solvers.sweep import CaseFailed, SweepIncomplete
 
-    return isinstance(e, CaseFailed)
+    return isinstance(e, CaseFailed | SweepIncomplete)
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
@@ -61,11 +61,30 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     from sciflow.solvers.sweep import generate
 
     card = load_card(args.card or args.problem)
-    files = generate(card, args.subset, args.cases, root=args.out, workers=args.workers, progress=True)
+    files = generate(card, args.subset, args.cases, root=args.out, workers=args.workers, progress=True,
+                     shard=args.shard)
+    if args.shard is not None:
+        i, n = args.shard
+        where = card.data_dir(args.out) / ("cases" if card.kind == "particles" else "data")
+        print(f"shard {i}/{n}: {len(files)} files in {where}; when all {n} shards are done, "
+              f"`sciflow data merge {args.problem}` (same --subset, --cases, --out) checks the sweep" +
+              (" and writes the split files" if card.kind == "particles" else ""))
+        return 0
     if card.kind == "particles":
         print(f"{len(files)} trajectories in {card.data_dir(args.out)} (train.h5, valid.h5, test.h5, metadata.json)")
         return 0
     print(f"{len(files)} files in {card.data_dir(args.out) / 'data'}")
+    return 0
+
+
+def cmd_data_merge(args: argparse.Namespace) -> int:
+    from sciflow.data.card import load_card
+    from sciflow.solvers.sweep import merge
+
+    card = load_card(args.card or args.problem)
+    files = merge(card, args.subset, args.cases, root=args.out, shards=args.shards, progress=True)
+    what = "trajectories" if card.kind == "particles" else "files"
+    print(f"sweep complete: {len(files)} {what} in {card.data_dir(args.out)}")
     return 0
 
 
@@ -276,6 +295,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from sciflow.solvers.sweep import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sciflow", description="Train neural PDE surrogates and roll them out with uncertainty.",
@@ -297,7 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cases", type=int, default=None, help="number of cases (default: the card's)")
     g.add_argument("--out", default=None, help="dataset folder (default: the card's path)")
     g.add_argument("--workers", type=int, default=1, help="parallel processes")
+    g.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="simulate only shard I (0..N-1) of N disjoint parts, e.g. $SLURM_ARRAY_TASK_ID/4; "
+                        "then `sciflow data merge`")
     g.set_defaults(fn=_data_errors(cmd_data_generate))
+
+    m = dsub.add_parser("merge", help="check that a sharded sweep is complete; gather particle parts",
+                        parents=[debug])
+    m.add_argument("problem", help="dataset card name, as for generate")
+    m.add_argument("--card", help="path to a card, overriding the name lookup")
+    m.add_argument("--subset", default="all", help="the selection the shards generated (default all)")
+    m.add_argument("--cases", type=int, default=None, help="number of cases, as for generate")
+    m.add_argument("--out", default=None, help="dataset folder, as for generate")
+    m.add_argument("--shards", type=int, default=None, help="N of the shards, to name the shard of a missing file")
+    m.set_defaults(fn=_data_errors(cmd_data_merge))
 
     i = dsub.add_parser("import", help="convert a foreign layout into ours", parents=[debug],
                         description="Convert a CFDBench folder or a PDEBench HDF5 file into sciflow's "

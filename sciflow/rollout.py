@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sciflow.ensemble_batch import batch_members
+
 if TYPE_CHECKING:
     from sciflow.surrogate import Surrogate
 
@@ -127,6 +129,7 @@ def rollout(
     progress: bool = False,
     max_batch: int | None = None,
     dt: float | None = None,
+    batch_models: bool | None = None,
 ) -> Iterator[Step]:
     """Roll an ensemble forward ``steps`` model steps and yield one :class:`Step` per step.
 
@@ -156,6 +159,10 @@ def rollout(
         progress: show a tqdm bar over steps.
         max_batch: largest batch per operator call (the ``samples * B`` copies are chunked).
         dt: seconds per model step; default the models' ``data_spec["dt"]``.
+        batch_models: run models of one architecture with a noise-free stepper as one vmapped
+            call (:mod:`sciflow.ensemble_batch`; the same members to float round-off); others
+            always loop. None (default): batched on an accelerator, looped on the CPU, where
+            the batched call was slower at the cavity FNO's size (``benchmarks/ensemble_batch.py``).
 
     Yields:
         ``Step(index=k, time=k * dt, members (M, B, C, *S), alive (M, B))`` for ``k = 1..steps``.
@@ -228,10 +235,17 @@ def rollout(
     try:
         for m in models:
             m.eval()
+        batched = None
+        if batch_models is None:
+            batch_models = device.type != "cpu"
+        if (batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1
+                and len(set(counts)) == 1):
+            batched = batch_members(models)  # after eval(): the batched call copies the mode
         for k in bar:
             members, alive = _advance(
                 models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch,
                 project,
+                batched,
             )
             yield Step(index=k, time=k * dt, members=members, alive=alive.clone())
     finally:
@@ -240,18 +254,33 @@ def rollout(
             m.train(mode)
 
 
+def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list[Tensor]:
+    """Every model's next states in one vmapped call per chunk: ``K`` tensors ``(samples, B, C, *S)``
+    (``samples``: the members per model, the same for all)."""
+    N = windows[0].shape[0]
+    chunk = N if max_batch is None else max_batch
+    stacked = torch.stack(windows)  # (K, samples * B, h, C, *S)
+    nxt = torch.cat([
+        batched(stacked[:, a : a + chunk], params[a : a + chunk], None if mask is None else mask[a : a + chunk])
+        for a in range(0, N, chunk)
+    ], dim=1).float()
+    return list(nxt.reshape(len(windows) * samples, N // samples, *nxt.shape[2:]).split(samples))
+
+
 @torch.no_grad()
 def _advance(
-    models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch, project
+    models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch, project,
+    batched=None,
 ) -> tuple[Tensor, Tensor]:
     """One step of every member; updates ``windows`` in place (list items) and returns
     ``(members (M, B, C, *S), alive (M, B))``. Kept out of the generator body so that no-grad
     mode never leaks to the consumer across a ``yield``."""
     B = alive.shape[1]
     sampler = getattr(project, "sampler", None)
-    outs = []
+    outs = [] if batched is None else _batched_outputs(batched, windows, *conds[0], max_batch, counts[0])
     offsets = [sum(counts[:i]) for i in range(len(counts))]  # first member of each model
-    for i, (model, window, gen, n, (p, msk)) in enumerate(zip(models, windows, generators, counts, conds)):
+    looped = zip(models, windows, generators, counts, conds) if batched is None else ()
+    for i, (model, window, gen, n, (p, msk)) in enumerate(looped):
         N = window.shape[0]
         chunk = N if max_batch is None else max_batch
         dev = gen.device

@@ -38,9 +38,44 @@ class Float32SpectralConv(SpectralConv):
     precision it supports; half-precision activations are cast up here.
     """
 
+    #: run :meth:`_forward_out_of_place` (set on the copy that a vmapped ensemble calls, since
+    #: neuraloperator writes the kept modes into a zero tensor in place, which vmap refuses)
+    out_of_place: bool = False
+
     def forward(self, x: Tensor, output_shape=None) -> Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.out_of_place:
+                return self._forward_out_of_place(x.float(), output_shape)
             return super().forward(x.float(), output_shape=output_shape)
+
+    def _forward_out_of_place(self, x: Tensor, output_shape) -> Tensor:
+        """The same convolution with no in-place writes, for the configuration our FNO builds
+        (dense real weights, real data, full precision, all modes used): ``(B, C_in, *S) ->
+        (B, C_out, *S)``. The kept block of modes is contracted and zero-padded back."""
+        weight = self.weight if torch.is_tensor(self.weight) else self.weight.to_tensor()
+        sizes = list(x.shape[-self.order:])
+        fft_size = sizes[:-1] + [sizes[-1] // 2 + 1]
+        kept = list(weight.shape[2:])
+        if (self.separable or self.complex_data or self.fno_block_precision != "full"
+                or output_shape is not None or self.resolution_scaling_factor is not None
+                or list(self.n_modes) != list(self.max_n_modes)
+                or any(k > n for k, n in zip(kept, fft_size))):
+            raise NotImplementedError("out-of-place spectral convolution: unsupported configuration")
+        dims = list(range(-self.order, 0))
+        xf = torch.fft.rfftn(x, norm=self.fft_norm, dim=dims)
+        if self.order > 1:  # zero frequency to the middle of every fully transformed axis
+            xf = torch.fft.fftshift(xf, dim=dims[:-1])
+        starts = [n // 2 - k // 2 for n, k in zip(fft_size[:-1], kept[:-1])] + [0]
+        block = xf[(..., *[slice(s, s + k) for s, k in zip(starts, kept)])]
+        y = torch.einsum("bi...,io...->bo...", block, weight)
+        pad: list[int] = []
+        for s, k, n in reversed(list(zip(starts, kept, fft_size))):  # F.pad lists the last axis first
+            pad += [s, n - s - k]
+        y = nn.functional.pad(y, pad)
+        if self.order > 1:  # even sizes (our FNO makes them even): fftshift is its own inverse
+            y = torch.fft.ifftshift(y, dim=dims[:-1])
+        out = torch.fft.irfftn(y, s=sizes, dim=dims, norm=self.fft_norm)
+        return out if self.bias is None else out + self.bias
 
 
 class FNO(nn.Module):

@@ -11,6 +11,11 @@ then gather the parts into ``<root>/{train,valid,test}.h5`` with ``metadata.json
 only its new cases. A file that cannot be written
 (full disk, read-only folder) stops the run with :class:`~sciflow.data.errors.DataWriteError`; every
 file finished before it is kept.
+
+Sharded: ``shard=(i, n)`` simulates only the files whose place in the plan is ``i`` modulo
+``n``, so n processes or machines (a SLURM array) split one sweep with no overlap and no
+coordination; :func:`merge` then checks that every file of the plan exists and, for particle
+cards, gathers the parts (grid readers see the union of the shards' files as they are).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from tqdm.auto import tqdm
 import sciflow
 from sciflow.data.card import SPLITS, CaseSpec, DatasetCard
 from sciflow.data.errors import CardError
-from sciflow.data.format import remove_debris, write_cases
+from sciflow.data.format import TMP_SUFFIX, remove_debris, write_cases
 from sciflow.data.particles.assemble import assemble_dataset
 from sciflow.data.particles.format import write_split
 from sciflow.solvers import PROBLEMS, get_problem
@@ -43,6 +48,38 @@ class FileJob:
 
 class CaseFailed(RuntimeError):
     """A case of a sweep could not be simulated; the message names the card, case and file."""
+
+
+class SweepIncomplete(RuntimeError):
+    """Files of a sweep's plan are missing at merge time; the message names them and their shard."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``: shard ``i`` (0-based, as SLURM array and rank ids) of ``n``."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected I/N with integers, e.g. 0/4") from None
+    check_shard((i, n))
+    return i, n
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    """Raise a ValueError naming the shard unless ``0 <= i < n``."""
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: needs N >= 1 and 0 <= I < N (shards are numbered 0..N-1)")
+
+
+def shard_jobs(jobs: Sequence[FileJob], shard: tuple[int, int] | None) -> list[FileJob]:
+    """The jobs of one shard: every n-th file of the plan from the i-th (round robin keeps shards
+    within one file of each other in size; the plan's order depends only on the card and the
+    selection, so every shard computes the same split on its own)."""
+    if shard is None:
+        return list(jobs)
+    check_shard(shard)
+    i, n = shard
+    return list(jobs[i::n])
 
 
 def plan(
@@ -156,11 +193,14 @@ def generate(
     root: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> list[Path]:
-    """Generate (or finish generating) the sweep; returns every file of the plan.
+    """Generate (or finish generating) the sweep; returns every file of the plan (of the shard).
 
     ``workers > 1`` simulates files in parallel processes. Files that already exist are kept; a
     file found under another split folder (after the selection grew) is moved, not redone.
+    ``shard=(i, n)`` does only shard i's files (:func:`shard_jobs`); particle parts are then
+    gathered by :func:`merge` once every shard has finished.
     """
     if card.problem is None:
         raise CardError(f"card {card.name!r} names no 'problem': it is imported, not generated")
@@ -170,9 +210,14 @@ def generate(
     for key in ("grid", "dt") if card.kind == "grid" else ():
         if not getattr(card, key):
             raise CardError(f"card {card.name!r}: key {key!r} is needed to generate data")
-    jobs = plan(card, subset, n, root)
-    for folder in {j.path.parent for j in jobs}:
-        remove_debris(folder)  # temporary files of a killed run: never finished, never read
+    jobs = shard_jobs(plan(card, subset, n, root), shard)
+    if shard is None:
+        for folder in {j.path.parent for j in jobs}:
+            remove_debris(folder)  # temporary files of a killed run: never finished, never read
+    else:  # other shards may be writing in the same folders: only this shard's own leftovers go
+        for job in jobs:
+            for tmp in job.path.parent.glob(f".{job.path.name}.*{TMP_SUFFIX}"):
+                tmp.unlink(missing_ok=True)
     todo: list[FileJob] = []
     for job in jobs:
         if job.path.exists():
@@ -219,7 +264,7 @@ def generate(
                     raise
     finally:
         bar.close()
-    if card.kind == "particles":
+    if card.kind == "particles" and shard is None:
         # the dataset holds every finished case, also when others failed (a rerun adds them)
         _assemble_particles(card, jobs, root, progress)
     if failed:
@@ -227,4 +272,35 @@ def generate(
     return [j.path for j in jobs]
 
 
-__all__: Sequence[str] = ["CaseFailed", "FileJob", "generate", "plan", "run_job"]
+def merge(
+    card: DatasetCard,
+    subset: str = "all",
+    n: int | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    shards: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Finish a sharded sweep: check that every file of the plan exists (raise
+    :class:`SweepIncomplete` naming the missing files, and their shard when ``shards`` is given),
+    then gather particle parts into the split files; returns every file of the plan."""
+    jobs = plan(card, subset, n, root)
+    missing = [(k, j.path) for k, j in enumerate(jobs) if not j.path.exists()]
+    if missing:
+        def name(k: int, path: Path) -> str:
+            where = f" (shard {k % shards}/{shards})" if shards else ""
+            return f"{path.relative_to(card.data_dir(root))}{where}"
+
+        listed = "\n".join(name(k, p) for k, p in missing[:10])
+        more = f"\n... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise SweepIncomplete(
+            f"card {card.name!r}: {len(missing)} of {len(jobs)} files of the sweep are missing in "
+            f"{card.data_dir(root)}; run the shards that write them first:\n{listed}{more}"
+        )
+    if card.kind == "particles":
+        _assemble_particles(card, jobs, root, progress)
+    return [j.path for j in jobs]
+
+
+__all__: Sequence[str] = ["CaseFailed", "FileJob", "SweepIncomplete", "generate", "merge",
+                          "parse_shard", "plan", "run_job", "shard_jobs"]

@@ -45,6 +45,9 @@ class Stepper(nn.Module):
     #: whether :meth:`step` draws random numbers: a deterministic stepper gives the same state for
     #: every sample, so in an ensemble its model counts as one member whatever the sample count
     stochastic: bool = False
+    #: True when :meth:`step` draws no random numbers, declared by the class that defines ``step``:
+    #: an ensemble of such steppers may then run as one vmapped call (:mod:`sciflow.ensemble_batch`)
+    deterministic_step: bool = False
 
     def __init__(self, operator: Mapping[str, Any], *, n_channels: int, n_dims: int, n_params: int = 0,
                  history: int = 1, has_mask: bool = False, periodic: bool = False,

@@ -98,7 +98,9 @@ def make_case(r: Run, params: dict[str, float], *, case: str, bounds: list[list[
         "n_fluid": int(np.sum(stored_types == FLUID)), "n_wall": int(np.sum(stored_types == SOLID_WALL)),
         **(extra_attrs or {}),
     }
-    return ParticleCase(res.position, stored_types.astype(np.int32), dict(params), meta, attrs)
+    # stored in float32 (LagrangeBench's dtype), periodic coordinates kept inside [lo, hi)
+    position = Box.make(bounds, periodic).store(res.position)
+    return ParticleCase(position, stored_types.astype(np.int32), dict(params), meta, attrs)
 
 
 def box(bounds: list[list[float]], periodic: list[bool]) -> Box:

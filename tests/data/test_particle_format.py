@@ -237,6 +237,19 @@ def test_box_minimum_image_and_wrap_numpy_and_torch():
     assert box.outside(np.array([[0.5, 2.0], [1.0, 1.0], [0.5, -0.01], [0.5, np.nan]])).tolist() == [False, True, True, True]
 
 
+def test_stored_positions_stay_inside_a_periodic_box_in_float32():
+    # found by the default TGV sweep: 1 - 1e-9 folds to itself in float64 and rounds to 1.0 in
+    # float32, which is outside [0, 1) on a periodic axis; a wall axis keeps its coordinate
+    box = Box.make([[0, 1], [0, 1]], [True, False])
+    x = np.array([[[1 - 1e-9, 1 - 1e-9], [-1e-9, 0.5]]])
+    assert np.float32(x[0, 0, 0]) == np.float32(1.0)  # the rounding the fix is for
+    stored = box.store(x)
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, np.array([[[0.0, 1.0], [0.0, 0.5]]], dtype=np.float32))
+    assert not box.outside(stored).any()
+    assert box.outside(np.asarray(box.wrap(x)).astype(np.float32)).any()  # without store: outside
+
+
 def test_force_laws_are_data():
     import torch
 

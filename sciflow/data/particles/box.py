@@ -90,6 +90,15 @@ class Box:
             return torch.where(per, lo + torch.remainder(x - lo, size), x)
         return np.where(per, lo + np.mod(x - lo, size), x)
 
+    def store(self, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """Positions ``(..., N, D)`` as written to disk: cast to ``dtype`` with periodic axes kept in
+        ``[lo, hi)``. A coordinate just below ``hi`` can round up to ``hi`` in float32; on a periodic
+        axis that point is ``lo``."""
+        out = np.asarray(self.wrap(np.asarray(x, dtype=np.float64))).astype(dtype)
+        lo = np.asarray(self.lower, dtype=dtype)
+        hi = np.asarray(np.asarray(self.lower) + np.asarray(self.size), dtype=dtype)
+        return np.where(np.array(self.periodic) & (out >= hi), lo, out).astype(dtype)
+
     def outside(self, x: np.ndarray) -> np.ndarray:
         """Bool ``(..., N)``: the particle lies outside the box (outside ``[lo, hi]`` on a wall axis,
         outside ``[lo, hi)`` on a periodic one, or is not finite)."""

@@ -224,10 +224,11 @@ def run_rollout(
     if chunk < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     score_list = list(DEFAULT_SCORES) + list(scores)
+    start_times = [float(wf.time[t0]) for wf in files]  # each trajectory's t = 0 since its case began
     conservation = None
     if project is None or isinstance(project, str):
         conservation = RolloutConservation(dm.card, traj, idx, project or "none", sigma_g=sigma_g, dt=dt,
-                                           t0=[float(wf.time[t0]) for wf in files])
+                                           t0=start_times)
         if conservation.active:
             score_list.append(conservation.score)
     key = run_key(ckpts, dm.card.hash, split, idx, steps, samples, start, seed, chunk, max_batch, blowup,
@@ -248,7 +249,7 @@ def run_rollout(
         trajectory_coords={
             "file": [wf.path.name for wf in files],
             "index_in_file": [traj.index[i][1] for i in idx],
-            "t0": [float(wf.time[t0]) for wf in files],
+            "t0": start_times,
         },
         keep_members=keep_members,
         attrs=attrs,

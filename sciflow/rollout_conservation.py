@@ -77,6 +77,7 @@ class RolloutConservation:
         self.hook: ConservationProjection | None = None
         # build the laws once for every trajectory now, so a law that does not fit fails at start
         self.names: list[str] = []
+        self._all: list[Any] = []  # the laws of every trajectory, reused by a batch that holds them all
         if card.conservation:
             try:
                 cons = self._constraints(self.indices)
@@ -85,7 +86,7 @@ class RolloutConservation:
                     raise
                 warnings.warn(f"conservation not monitored: {e}", UserWarning, stacklevel=2)
                 cons = []
-            self.names = _unique([c.law.name for c in cons])
+            self.names, self._all = _unique([c.law.name for c in cons]), cons
         elif method != "none":
             raise LawError(f"card {card.name!r} names no conservation laws: nothing to project "
                            "(add a 'conservation:' list to the card, see docs/data-format.md)")
@@ -108,7 +109,8 @@ class RolloutConservation:
             return None
         ids = self.indices[positions]
         init = torch.as_tensor(np.asarray(initial)).to(torch.float64)
-        self.monitor = ConservationMonitor(self._constraints(ids), init, self.t0[positions], self.dt)
+        cons = self._all if ids == self.indices else self._constraints(ids)
+        self.monitor = ConservationMonitor(cons, init, self.t0[positions], self.dt)
         self.hook = projection_hook(self.method, self.monitor, self.sigma_g)
         return self.hook
 

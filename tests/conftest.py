@@ -6,6 +6,16 @@ import torch
 from tests.synthetic import make_dataset
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_per_module():
+    # the same for module-scoped fixtures (datasets, models trained once per module), which run
+    # before the per-test fixture below
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     # One intra-op thread per test process: the suite runs in parallel processes (pytest -n), and

@@ -18,14 +18,6 @@ from tests.test_rollout import NOISY, ScaledCopy
 FNO = {"class_path": "fno", "init_args": SMALL["fno"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     card = make_dataset(tmp_path_factory.mktemp("batch") / "synthetic", n=(2, 1, 1))

@@ -22,15 +22,6 @@ TINY_FNO = {"class_path": "fno", "init_args": {"width": 8, "modes": 4, "n_layers
 NOISY = {"class_path": "tests.test_rollout.NoisyStepper", "init_args": {"noise": 0.05}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: thread start-up and contention on a shared machine cost more than they give
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def save_checkpoint(model: Surrogate, path) -> str:
     """What Lightning writes, minus the trainer state: enough for ``Surrogate.load``."""
     ckpt = {"hyper_parameters": dict(model.hparams), "state_dict": model.state_dict()}

@@ -44,15 +44,6 @@ class ScaledCopy(Surrogate):
         return history[:, -1] * factor.view(-1, *([1] * (history.ndim - 2)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: thread start-up and contention on a shared machine cost more than they give
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     card = make_dataset(tmp_path_factory.mktemp("rollout") / "synthetic", n=(2, 1, 1))

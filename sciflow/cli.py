@@ -217,6 +217,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from sciflow.constraints import LawError
     from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
+    from sciflow.spread_correction import SpreadCorrectionError
     from sciflow.threads import configure_threads
 
     if not args.ckpt and not args.ensemble:
@@ -232,6 +233,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         if args.project != "none":
             raise SystemExit(f"sciflow rollout: error: --project {args.project}: the conservation projection works on "
                              "grid data; particle checkpoints conserve mass by construction (fixed particles)")
+        if args.spread_correction:
+            raise SystemExit("sciflow rollout: error: --spread-correction works on grid ensembles; the particle "
+                             "rollout does not take one")
         return cmd_particle_rollout(args)
     if args.data is None:
         raise SystemExit("sciflow rollout: error: --data.card: give the dataset card the checkpoints are rolled out on")
@@ -245,10 +249,26 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
             keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
             batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
+            spread_correction=args.spread_correction,
         )
-    except (EnsembleError, LawError) as err:  # names the member, law or field at fault
+    except (EnsembleError, LawError, SpreadCorrectionError) as err:  # names the member, law, field or file
         raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from sciflow.spread_correction import SpreadCorrectionError, fit_spread_correction
+
+    try:
+        corr = fit_spread_correction(args.results, window=args.window)
+    except SpreadCorrectionError as err:
+        raise SystemExit(f"sciflow calibrate: {err}") from None
+    corr.save(args.out)
+    f = corr.factors[1:]
+    print(f"spread correction from {corr.source} ({corr.members} members, {corr.steps} steps, window "
+          f"{corr.window}): factors {f.min():.3g}-{f.max():.3g} -> {args.out}; apply it with "
+          f"`sciflow rollout ... --spread-correction {args.out}` on another split")
     return 0
 
 
@@ -421,8 +441,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    r.add_argument("--spread-correction", default=None, metavar="FILE",
+                   help="rescale members about their mean per step by factors from `sciflow calibrate` "
+                        "(fitted on another split; the rollout's dynamics are unchanged)")
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
+
+    cal = sub.add_parser(
+        "calibrate", help="fit per-step spread-correction factors to a scored ensemble rollout",
+        description="Fit factors f_k = sqrt(<skill^2> / <spread^2>) per model step to the results of an "
+                    "ensemble rollout of a held-out split (e.g. `sciflow rollout --split valid`), so that "
+                    "`sciflow rollout --spread-correction FILE` on the test split rescales the members about "
+                    "their mean to a spread-skill ratio of 1.",
+        epilog="example: sciflow rollout --ensemble runs/ens --data.card cavity --split valid --out valid.nc && "
+               "sciflow calibrate valid.nc --out runs/ens/spread.json",
+    )
+    cal.add_argument("results", help="netCDF results of `sciflow rollout` with two or more members")
+    cal.add_argument("--out", required=True, help="JSON file of the factors")
+    cal.add_argument("--window", type=int, default=5, help="odd number of steps averaged around each step (default 5)")
+    cal.set_defaults(fn=cmd_calibrate)
 
     e = sub.add_parser(
         "ensemble", help="train a deep ensemble: M `sciflow fit` runs with distinct seeds into one folder",

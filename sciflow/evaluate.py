@@ -36,6 +36,7 @@ from sciflow.plots import (
 from sciflow.results import DEFAULT_SCORES, RolloutCollector, Score, summarize
 from sciflow.rollout import Projection, member_table, rollout
 from sciflow.rollout_conservation import RolloutConservation
+from sciflow.spread_correction import SpreadCorrection, as_correction
 from sciflow.surrogate import Surrogate
 
 
@@ -100,6 +101,7 @@ def run_rollout(
     sigma_g: float = 0.0,
     device: str | torch.device = "cpu",
     scores: Sequence[Score] = (),
+    spread_correction: SpreadCorrection | str | os.PathLike | None = None,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Roll an ensemble of checkpoints out on a dataset split and save results, plots and scores.
 
@@ -135,6 +137,9 @@ def run_rollout(
             not with ``steps``.
         device: where the models run.
         scores: per-step scores in addition to :data:`~sciflow.results.DEFAULT_SCORES`.
+        spread_correction: per-step factors (or their JSON file, ``sciflow calibrate``) that
+            rescale the members about their mean before scoring and storing; fit them on another
+            split (see :mod:`sciflow.spread_correction`).
 
     Returns:
         ``(dataset, summary)``: the results (see :mod:`sciflow.results`), opened lazily from
@@ -211,7 +216,17 @@ def run_rollout(
         "projection": project if isinstance(project, str) else ("none" if project is None else "custom"),
         "sigma_g": float(sigma_g),
     }
+    correction = as_correction(spread_correction)
+    attrs["spread_correction"] = "" if correction is None else (
+        os.fspath(spread_correction) if not isinstance(spread_correction, SpreadCorrection) else correction.source)
     table = member_table(models, samples)
+    if correction is not None:
+        if correction.steps < steps:
+            raise ValueError(f"spread correction {attrs['spread_correction']}: covers {correction.steps} steps, "
+                             f"the rollout has {steps}")
+        if len(table) < 2:
+            raise ValueError(f"spread correction {attrs['spread_correction']}: needs an ensemble of two or more "
+                             f"members, the rollout has {len(table)}")
     if samples > 1 and len(table) < len(models) * samples:
         fixed = [str(c) for c, m in zip(ckpts, models) if not m.stochastic]
         warnings.warn(
@@ -232,7 +247,8 @@ def run_rollout(
         if conservation.active:
             score_list.append(conservation.score)
     key = run_key(ckpts, dm.card.hash, split, idx, steps, samples, start, seed, chunk, max_batch, blowup,
-                  keep_members, attrs["projection"], float(sigma_g), [sorted(sc.outputs) for sc in score_list])
+                  keep_members, attrs["projection"], float(sigma_g), [sorted(sc.outputs) for sc in score_list],
+                  *([] if correction is None else [[round(float(f), 12) for f in correction.factors[: steps + 1]]]))
     out = Path(out)
     collector = RolloutCollector(
         steps=steps,
@@ -257,6 +273,7 @@ def run_rollout(
         scores=score_list,
         path=out,
         run_key=key,
+        spread_correction=correction,
     )
     if progress and collector.complete.any():
         print(f"{out}: continuing a partial rollout, {int(collector.complete.sum())} of {len(idx)} "

@@ -46,6 +46,7 @@ from sciflow.results.files import open_results
 from sciflow.results.scores import DEFAULT_SCORES, Score, StepContext, extra_coords, score_names
 from sciflow.results.store import MemoryStore, NetCDFStore, Variable
 from sciflow.rollout import Step
+from sciflow.spread_correction import SpreadCorrection
 
 
 def _np(x: Tensor | np.ndarray) -> np.ndarray:
@@ -88,6 +89,8 @@ class RolloutCollector:
             :class:`~sciflow.results.store.NetCDFStore`); None keeps them in memory.
         run_key: identifies the run for resuming a streamed file (``path``): a partial file
             with the same key is continued, see :attr:`complete`.
+        spread_correction: rescales the members about their mean per step before they are
+            scored and stored (see :mod:`sciflow.spread_correction`); must cover ``steps``.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class RolloutCollector:
         scores: Sequence[Score] = DEFAULT_SCORES,
         path: str | os.PathLike | None = None,
         run_key: str = "",
+        spread_correction: SpreadCorrection | None = None,
     ):
         self.dims = list(coords)
         self.S = tuple(len(coords[d]) for d in self.dims)
@@ -166,6 +170,11 @@ class RolloutCollector:
             raise ValueError(f"RolloutCollector: {len(self.trajectories)} trajectory labels for B={B}")
         self.trajectory_coords = {k: list(v) for k, v in (trajectory_coords or {}).items()}
         self.keep_members = keep_members
+        if spread_correction is not None and spread_correction.steps < self.steps:
+            raise ValueError(
+                f"RolloutCollector: the spread correction ({spread_correction.source or 'no source'}) covers "
+                f"{spread_correction.steps} steps, the rollout has {self.steps}")
+        self.spread_correction = spread_correction
         self.attrs = dict(attrs or {})
         self.scored = self.truth is not None if scored is None else bool(scored)
         self.scores = list(scores) if self.scored else []
@@ -294,6 +303,10 @@ class RolloutCollector:
         n = alive.sum(0).view(-1, *([1] * (x.ndim - 2))).to(x.dtype)  # (b, 1, ...)
         xz = torch.where(a > 0, x, torch.zeros_like(x))
         mean = xz.sum(0) / n  # NaN where no member is alive
+        if self.spread_correction is not None:
+            # scored and stored members only: the rollout continues from its own states
+            x = torch.where(a > 0, self.spread_correction.apply(x, mean, k), x)
+            xz = torch.where(a > 0, x, torch.zeros_like(x))
         var = (a * (xz - mean) ** 2).sum(0) / (n - 1).clamp_min(1)
         std = torch.where(n > 1, var.sqrt(), torch.where(n > 0, 0.0, torch.nan))
         w = self.store.write

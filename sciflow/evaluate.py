@@ -227,6 +227,10 @@ def run_rollout(
         if len(table) < 2:
             raise ValueError(f"spread correction {attrs['spread_correction']}: needs an ensemble of two or more "
                              f"members, the rollout has {len(table)}")
+        if correction.members and correction.members != len(table):
+            warnings.warn(f"spread correction {attrs['spread_correction']}: fitted on {correction.members} members, "
+                          f"applied to {len(table)}: the spread of a few members is itself noisy, refit at this size",
+                          UserWarning, stacklevel=2)
     if samples > 1 and len(table) < len(models) * samples:
         fixed = [str(c) for c, m in zip(ckpts, models) if not m.stochastic]
         warnings.warn(

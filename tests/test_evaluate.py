@@ -246,3 +246,30 @@ def test_one_dimensional_end_to_end(tmp_path):
     for name in ("w_fields.png", "w_errors.png", "w_spacetime.png"):
         assert (tmp_path / name).stat().st_size > 5_000
     assert summary["steps"] == 7
+
+
+def test_spread_correction_fitted_on_valid_and_applied_to_test(data, tmp_path):
+    """The correction fitted on the validation split's rollout rescales the test rollout's members
+    about an unchanged mean (std by the step's factor) and is recorded; a correction shorter than
+    the rollout, or one applied to a single member, is refused naming the file."""
+    from sciflow.spread_correction import SpreadCorrection, fit_spread_correction
+
+    torch.manual_seed(1)
+    noisy = save_checkpoint(Surrogate(TINY_FNO, stepper=NOISY, data_spec=data["spec"]), tmp_path / "noisy.ckpt")
+    kw = {"samples": 3, "steps": 4, "plots": False, "progress": False}
+    valid, _ = run_rollout([noisy], data["card"], split="valid", out=tmp_path / "valid.nc", seed=1, **kw)
+    corr = fit_spread_correction(valid, window=3)
+    valid.close()
+    path = corr.save(tmp_path / "spread.json")
+    plain, _ = run_rollout([noisy], data["card"], out=tmp_path / "plain.nc", seed=0, **kw)
+    fixed, _ = run_rollout([noisy], data["card"], out=tmp_path / "fixed.nc", seed=0, spread_correction=path, **kw)
+    np.testing.assert_allclose(fixed["mean"].values, plain["mean"].values, rtol=1e-5, atol=1e-6)
+    f = corr.factors[None, :5, None, None, None]
+    np.testing.assert_allclose(fixed["std"].values, plain["std"].values * f, rtol=1e-4, atol=1e-6)
+    assert fixed.attrs["spread_correction"] == str(path) and plain.attrs["spread_correction"] == ""
+    short = SpreadCorrection(corr.factors[:3], members=3).save(tmp_path / "short.json")
+    with pytest.raises(ValueError, match="short.json: covers 2 steps, the rollout has 4"):
+        run_rollout([noisy], data["card"], out=tmp_path / "x.nc", spread_correction=short, **kw)
+    with pytest.raises(ValueError, match="two or more members"):
+        run_rollout([data["ckpt"]], data["card"], out=tmp_path / "y.nc", spread_correction=path,
+                    steps=4, plots=False, progress=False)

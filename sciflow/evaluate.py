@@ -36,7 +36,7 @@ from sciflow.plots import (
 from sciflow.results import DEFAULT_SCORES, RolloutCollector, Score, summarize
 from sciflow.rollout import Projection, member_table, rollout
 from sciflow.rollout_conservation import RolloutConservation
-from sciflow.spread_correction import SpreadCorrection, as_correction
+from sciflow.spread_correction import SpreadCorrection, SpreadCorrectionError, as_correction
 from sciflow.surrogate import Surrogate
 
 
@@ -222,10 +222,10 @@ def run_rollout(
     table = member_table(models, samples)
     if correction is not None:
         if correction.steps < steps:
-            raise ValueError(f"spread correction {attrs['spread_correction']}: covers {correction.steps} steps, "
+            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: covers {correction.steps} steps, "
                              f"the rollout has {steps}")
         if len(table) < 2:
-            raise ValueError(f"spread correction {attrs['spread_correction']}: needs an ensemble of two or more "
+            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: needs an ensemble of two or more "
                              f"members, the rollout has {len(table)}")
         if correction.members and correction.members != len(table):
             warnings.warn(f"spread correction {attrs['spread_correction']}: fitted on {correction.members} members, "

@@ -107,10 +107,14 @@ def tank(depth: float, dx: float, duration: float = 2.0, settle: float = 0.5) ->
     x, p = r.result.extra["x"], r.result.extra["pressure"]
     rho_g_h = sph.s.rho0 * sph_dam.G * depth
     interior = x[0][:, 1] < depth - 2 * sph.s.h
+    below_top_row = x[0][:, 1] < depth - dx
     err = (p[-1] - sph.s.rho0 * sph_dam.G * (depth - x[-1][:, 1])) / rho_g_h
     drift = np.sqrt(((x - x[0]) ** 2).sum(-1)).max(0) / dx  # largest excursion over the run
     return {
         "depth": depth, "dx": dx, "particles": int(sph.fluid.sum()), "duration": duration, "settle": settle,
+        "shepard_min_support": sph.s.shepard_min_support,
+        "pressure_error_all_max": float(np.abs(err).max()),
+        "pressure_error_below_top_row_max": float(np.abs(err[below_top_row]).max()),
         "pressure_error_interior_max": float(np.abs(err[interior]).max()),
         "pressure_error_surface_layer_max": float(np.abs(err[~interior]).max()),
         "drift_max": float(drift.max()), "drift_interior_max": float(drift[interior].max()),
@@ -124,7 +128,7 @@ def validation() -> dict[str, Any]:
     out["tgv_test_size"] = taylor_green(0.05, 1.0, (0, 1))
     out["tgv_card_size"] = taylor_green(0.02, 3.0, (0,))
     out["martin_moyce"] = [martin_moyce(15, 0.0), martin_moyce(30, 0.0), martin_moyce(30, 1e-4)]
-    out["tank"] = [tank(0.1, 0.01), tank(0.2, 0.01)]
+    out["tank"] = [tank(0.1, 0.01), tank(0.2, 0.01), tank(0.4, 0.01)]
     return out
 
 
@@ -217,22 +221,26 @@ def report(res: dict[str, Any]) -> None:
                          "Martin & Moyce (1952)", "", "within 15 %"])
             rows.append(["", "T >= 1.6", f"{100 * m['worst_late']:.1f} % (worst)", "", "", "within 10 %"])
         for t in v["tank"]:
+            ok = lambda good: "met" if good else "missed"  # noqa: E731
             rows.append([f"tank at rest, {t['particles']} particles ({int(round(t['depth'] / t['dx']))} deep), 2 s after {t['settle']} s relaxation",
-                         "pressure vs rho g (H - y), below 2h / surface layer",
-                         f"{100 * t['pressure_error_interior_max']:.2f} % / {100 * t['pressure_error_surface_layer_max']:.2f} %",
-                         "of rho g H", "", "within 2 %"])
+                         "max pressure error: all particles / without the top row / below 2h",
+                         f"{100 * t['pressure_error_all_max']:.2f} % / {100 * t['pressure_error_below_top_row_max']:.2f} % / "
+                         f"{100 * t['pressure_error_interior_max']:.2f} %",
+                         "of rho g H", ok(t["pressure_error_all_max"] <= 0.02), "within 2 %"])
             rows.append(["", "particle drift (dx): max / below 2h / p99 / median",
                          f"{t['drift_max']:.3f} / {t['drift_interior_max']:.3f} / {t['drift_p99']:.3f} / {t['drift_median']:.4f}",
-                         "", "", "below 0.1"])
+                         "", ok(t["drift_max"] <= 0.1), "below 0.1"])
         parts += ["", "Validation:", "", markdown_table(["set-up", "quantity", "value", "reference", "error", "target"], rows)]
         parts += ["", "The surge front leads Martin & Moyce's measurement early on (most at T = 1.19), more at "
                   "finer resolution, as the grid dam solver's does: the experiment's gate took time to lift and "
                   "its toe was slowed by bed friction and turbulence that the laminar 2D simulation does not have; "
-                  "from T = 1.6 on the front speed matches. The tank at rest: below the surface layer (the "
-                  "top 2h, where the kernel is cut) pressure and particles hold; the surface layer's pressure is "
-                  "high by up to 5-10 % of rho g H and its particles (the top corners at the walls most) move by "
-                  "up to 0.27 dx, so the drift target of 0.1 dx holds for 99 % of the particles at 20 deep but not "
-                  "for all."]
+                  "from T = 1.6 on the front speed matches. The tank at rest (the dam card's solver settings, "
+                  "with the Shepard density re-initialisation only where the kernel support is full: with it "
+                  "everywhere the top corners drifted 0.25-0.27 dx): no particle moves by 0.1 dx at any depth. "
+                  "The pressure holds within 2 % of rho g H below the top row at every depth; the top row, whose "
+                  "kernel is cut by the free surface, carries an excess of the order of rho g dx, so the error over "
+                  "all particles falls as dx / H and meets 2 % only for the 40-deep tank (the dam card's column is "
+                  "69-89 particles deep)."]
         for m in v["martin_moyce"]:
             parts += ["", f"Martin & Moyce, {m['per_width']} particles per a, nu {m['nu']:g}: "
                       + ", ".join(f"T {p['T']}: {p['Z']:.2f} ({100 * p['rel']:+.1f} %)" for p in m["points"])]

@@ -55,6 +55,9 @@ class SPHSettings:
     skin: float = 0.3  # in units of dx
     cfl: float = 0.25
     reinit_every: int = 20
+    # the Shepard re-initialisation only where the kernel support is this full (its sum
+    # sum_j V_j W_ij, 1 inside the fluid, about 0.5 at a flat free surface); 0: everywhere
+    shepard_min_support: float = 0.0
     clamp_wall_pressure: bool = False  # free surfaces: walls never pull fluid (p_wall >= 0)
     force: dict[str, Any] = field(default_factory=lambda: {"law": "none"})
     max_mach: float = 0.5  # a flow faster than this fraction of c0 is taken as a blow-up
@@ -274,7 +277,10 @@ class SPH:
         num = m * W0 + np.bincount(ii, m * W, minlength=self.N) + np.bincount(jj, m * W, minlength=self.N)
         vol = m / rho_all
         den = vol * W0 + np.bincount(ii, vol[jj] * W, minlength=self.N) + np.bincount(jj, vol[ii] * W, minlength=self.N)
-        self.rho[self.fluid] = num[self.fluid] / den[self.fluid]
+        # where the support is cut (free surface) the filtered summation is biased low and
+        # re-initialising there pulls surface particles inwards; continuity keeps them instead
+        full = self.fluid & (den >= self.s.shepard_min_support)
+        self.rho[full] = num[full] / den[full]
 
     # -- time stepping ---------------------------------------------------------------------------
     def step(self, dt: float) -> None:

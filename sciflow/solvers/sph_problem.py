@@ -92,6 +92,8 @@ def make_case(r: Run, params: dict[str, float], *, case: str, bounds: list[list[
         meta["fluid_bounds"] = fluid_bounds
     attrs = {
         "solver": meta["solver"], "sound_speed": s.c0, "h": s.h, "rho0": s.rho0, "steps": r.solver.steps,
+        # every particle carries rho0 dx^D for the whole run: the fluid mass is this times n_fluid
+        "particle_mass": float(r.solver.mass),
         "cpu_seconds": round(r.cpu_seconds, 3), "neighbour_builds": r.solver.nl.builds,
         "max_mach": float(res.max_speed.max() / s.c0), "max_density_error": float(res.max_density_error.max()),
         "kinetic_energy": res.kinetic_energy.tolist(),

@@ -242,16 +242,37 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     configure_threads(args.threads)
     if not args.ckpt and not args.ensemble:
         raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
+    from sciflow import distributed
+
     try:
-        _, summary = run_rollout(
-            args.ckpt or [], args.data, ensemble=args.ensemble, root=args.root, split=args.split,
-            trajectories=list(range(args.trajectories)) if args.trajectories else None,
-            steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
-            keep_members=args.members, out=args.out, plots=not args.no_plots, device=args.device,
-            batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
-            spread_correction=args.spread_correction,
-        )
-    except (EnsembleError, LawError, SpreadCorrectionError) as err:  # names the member, law, field or file
+        launch = distributed.detect()
+        spread = distributed.wanted(args.distributed, launch)
+    except distributed.DistributedError as err:
+        raise SystemExit(f"sciflow rollout: error: {err}") from None
+    kw = dict(
+        ensemble=args.ensemble, root=args.root, split=args.split,
+        trajectories=list(range(args.trajectories)) if args.trajectories else None,
+        steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
+        keep_members=args.members, out=args.out, plots=not args.no_plots,
+        batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
+        spread_correction=args.spread_correction,
+    )
+    errors = (EnsembleError, LawError, SpreadCorrectionError, distributed.DistributedError)
+    try:
+        if spread:
+            from sciflow.distributed_rollout import run_rollout_distributed
+
+            distributed.init(launch, args.dist_backend, args.dist_timeout)
+            try:
+                _, summary = run_rollout_distributed(launch, args.ckpt or [], args.data,
+                                                     device=distributed.device_for(launch, args.device), **kw)
+            finally:
+                distributed.finish()
+            if not launch.is_main:
+                return 0
+        else:
+            _, summary = run_rollout(args.ckpt or [], args.data, device=args.device, **kw)
+    except errors as err:  # names the member, law, field, file or rank
         raise SystemExit(f"sciflow rollout: {err}") from None
     print(json.dumps(summary, indent=2))
     return 0
@@ -444,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spread-correction", default=None, metavar="FILE",
                    help="rescale members about their mean per step by factors from `sciflow calibrate` "
                         "(fitted on another split; the rollout's dynamics are unchanged)")
+    r.add_argument("--distributed", choices=["auto", "on", "off"], default="auto",
+                   help="split the trajectories over the processes of a torchrun or SLURM launch and merge the "
+                        "results on rank 0 (auto: when launched with more than one process)")
+    r.add_argument("--dist-backend", default=None, help="process-group backend (default: nccl on CUDA, else gloo)")
+    r.add_argument("--dist-timeout", type=float, default=1800.0, help="seconds a rank waits for the others")
     r.add_argument("--out", default="rollout.nc")
     r.set_defaults(fn=cmd_rollout)
 

@@ -116,7 +116,9 @@ def run_rollout(
             this says; see :func:`~sciflow.rollout.member_table`).
         start: stored frame where the history window starts; the first ``h`` frames at the
             model's time step are the initial condition, the last of them is t = 0.
-        seed, blowup, max_batch: passed to :func:`~sciflow.rollout.rollout`.
+        seed: the generator seed of a trajectory batch is ``seed`` plus the split index of the
+            batch's first trajectory, so a batch gets the same samples whichever process runs it.
+        blowup, max_batch: passed to :func:`~sciflow.rollout.rollout`.
         project: the conservation projection applied to every step's members, by name (laws
             from the card, see :mod:`sciflow.rollout_conservation`): ``"none"`` (monitor only),
             ``"hardc"``, ``"probconserv"``, ``"insampler"`` or ``"insampler_probconserv"``; or a
@@ -300,7 +302,7 @@ def run_rollout(
                 steps,
                 samples=samples,
                 mask=None if mask_t is None else mask_t[b],
-                seed=seed + a,
+                seed=seed + idx[a],  # by the batch's first trajectory: the same on any rank
                 project=hook,
                 blowup=blowup,
                 progress=progress,
@@ -314,17 +316,28 @@ def run_rollout(
     finally:
         collector.close()
     if plots:
-        stem = out.with_suffix("")
-        chosen = default_plot_steps(steps) if plot_steps is None else list(plot_steps)
-        plot_fields(ds, chosen, 0, 0, path=f"{stem}_fields.png")
-        plot_error_curves(ds, path=f"{stem}_errors.png")
-        if "crps" in ds:
-            plot_calibration(ds, path=f"{stem}_calibration.png")
-        if "conservation_rel" in ds:
-            plot_conservation(ds, path=f"{stem}_conservation.png")
-        if len(traj.spatial_dims) == 1:
-            plot_spacetime(ds, 0, 0, path=f"{stem}_spacetime.png")
+        write_plots(ds, out, plot_steps)
     return ds, summarize(ds)
+
+
+def write_plots(ds: xr.Dataset, out: str | os.PathLike, plot_steps: Sequence[int] | None = None) -> None:
+    """The plots of a results file ``out`` next to it (see :func:`run_rollout`)."""
+    stem = Path(out).with_suffix("")
+    steps = ds.sizes["time"] - 1
+    chosen = default_plot_steps(steps) if plot_steps is None else list(plot_steps)
+    plot_fields(ds, chosen, 0, 0, path=f"{stem}_fields.png")
+    plot_error_curves(ds, path=f"{stem}_errors.png")
+    if "crps" in ds:
+        plot_calibration(ds, path=f"{stem}_calibration.png")
+    if "conservation_rel" in ds:
+        plot_conservation(ds, path=f"{stem}_conservation.png")
+    if len([d for d in ds["mean"].dims if d not in ("trajectory", "time", "channel")]) == 1:
+        plot_spacetime(ds, 0, 0, path=f"{stem}_spacetime.png")
+
+
+def split_size(data: str, split: str, root: str | os.PathLike | None = None) -> int:
+    """The number of trajectories in ``split`` of dataset ``data``."""
+    return len(SciflowData(data, root=None if root is None else str(root)).trajectories(split))
 
 
 class TruthReader:
@@ -362,4 +375,5 @@ def run_key(ckpts: Sequence[str | os.PathLike], *parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-__all__ = ["CardMismatchWarning", "TruthReader", "load_ensemble", "run_rollout", "run_key"]
+__all__ = ["CardMismatchWarning", "TruthReader", "load_ensemble", "run_key", "run_rollout", "split_size",
+           "write_plots"]

@@ -14,13 +14,14 @@ import argparse
 import os
 import statistics
 import time
-from itertools import cycle, islice
+from itertools import cycle
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from benchmarks._report import markdown_table, save_json, update_readme
+from benchmarks.peers import plain_way
 from sciflow.data.card import load_card
 from sciflow.data.datamodule import SciflowData
 from sciflow.solvers.sweep import generate
@@ -57,23 +58,9 @@ def lightning_rate(dm: SciflowData, steps: int, warmup: int, seed: int, operator
 
 
 def plain_rate(dm: SciflowData, steps: int, warmup: int, seed: int) -> float:
-    """Samples per second of a hand-written loop around the same stepper."""
-    torch.manual_seed(seed)
-    model = Surrogate(OPERATOR, lr=1e-3, data_spec=dm.spec)
-    model.train()
-    opt = torch.optim.AdamW(model.stepper.parameters(), lr=1e-3)
-    t0 = None
-    for k, batch in enumerate(islice(cycle(dm.train_dataloader()), warmup + steps)):
-        if k == warmup:
-            t0 = time.perf_counter()
-        mask = batch["mask"]
-        prev = model.normalize(batch["input"], mask)
-        target = model.normalize(batch["target"][:, 0], mask)
-        loss = model.stepper.loss(prev, target, model.normalize_params(batch["params"]), mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * dm.batch_size / (time.perf_counter() - t0)
+    """Samples per second of a hand-written loop around the same stepper (the peers benchmark's)."""
+    clock, _, _ = plain_way(dm, OPERATOR, steps, warmup, seed)
+    return steps * dm.batch_size / clock.wall
 
 
 def loader_rate(dm: SciflowData, batches: int, workers: int) -> float:

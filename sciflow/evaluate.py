@@ -224,11 +224,11 @@ def run_rollout(
     table = member_table(models, samples)
     if correction is not None:
         if correction.steps < steps:
-            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: covers {correction.steps} steps, "
-                             f"the rollout has {steps}")
+            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: covers "
+                                        f"{correction.steps} steps, the rollout has {steps}")
         if len(table) < 2:
-            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: needs an ensemble of two or more "
-                             f"members, the rollout has {len(table)}")
+            raise SpreadCorrectionError(f"spread correction {attrs['spread_correction']}: needs an ensemble "
+                                        f"of two or more members, the rollout has {len(table)}")
         if correction.members and correction.members != len(table):
             warnings.warn(f"spread correction {attrs['spread_correction']}: fitted on {correction.members} members, "
                           f"applied to {len(table)}: the spread of a few members is itself noisy, refit at this size",

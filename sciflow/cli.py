@@ -240,8 +240,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     if args.data is None:
         raise SystemExit("sciflow rollout: error: --data.card: give the dataset card the checkpoints are rolled out on")
     configure_threads(args.threads)
-    if not args.ckpt and not args.ensemble:
-        raise SystemExit("sciflow rollout: give --ckpt (repeat for several models) and/or --ensemble DIR")
     from sciflow import distributed
 
     try:

@@ -72,8 +72,6 @@ def run_rollout_distributed(
         merge_results(parts, out)
         for p in parts:
             Path(p).unlink()
-            for png in Path(p).parent.glob(Path(p).stem + "_*.png"):
-                png.unlink()
         ds = open_results(out)
         if plots:
             write_plots(ds, out, plot_steps)

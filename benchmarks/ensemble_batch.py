@@ -41,26 +41,30 @@ CASES = {
 }
 
 
-def _timed(fn) -> tuple[float, float]:
+def _timed(fn, device: str = "cpu") -> tuple[float, float]:
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
+    sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(operator: dict, size: int, batch: int, members: int, trials: int) -> dict:
-    """Median looped and batched wall/CPU seconds of one step, and the largest difference."""
+def measure(operator: dict, size: int, batch: int, members: int, trials: int, device: str = "cpu") -> dict:
+    """Median looped and batched wall/CPU seconds of one step, and the largest difference
+    (``device``: where the models run; a GPU is synchronised around each timed step)."""
     with tempfile.TemporaryDirectory() as tmp:
         card = make_dataset(Path(tmp) / "data", n=(2, 1, 1), shape=(size, size), frames=4)
         spec = SciflowData(str(card)).spec
     models = []
     for seed in range(members):
         torch.manual_seed(seed)
-        models.append(Surrogate(operator, data_spec=spec).eval())
+        models.append(Surrogate(operator, data_spec=spec).eval().to(device))
     C, S = len(spec["channels"]), spec["spatial_shape"]
     g = torch.Generator().manual_seed(0)
-    history = torch.randn(members, batch, 1, C, *S, generator=g)
-    params = torch.rand(batch, len(spec["params"]), generator=g) + 0.5
-    mask = torch.ones(batch, *S, dtype=torch.bool)
+    history = torch.randn(members, batch, 1, C, *S, generator=g).to(device)
+    params = (torch.rand(batch, len(spec["params"]), generator=g) + 0.5).to(device)
+    mask = torch.ones(batch, *S, dtype=torch.bool, device=device)
     batched = BatchedMembers(models)
 
     def looped() -> torch.Tensor:
@@ -72,8 +76,8 @@ def measure(operator: dict, size: int, batch: int, members: int, trials: int) ->
     diff = float((looped() - together()).abs().max())  # also the warm-up
     times: dict[str, list[tuple[float, float]]] = {"looped": [], "batched": []}
     for _ in range(trials):
-        times["looped"].append(_timed(looped))
-        times["batched"].append(_timed(together))
+        times["looped"].append(_timed(looped, device))
+        times["batched"].append(_timed(together, device))
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
     return {"looped_s": med["looped"][0], "batched_s": med["batched"][0], "looped_cpu_s": med["looped"][1],
             "batched_cpu_s": med["batched"][1], "speedup": med["looped"][0] / med["batched"][0],

@@ -56,10 +56,18 @@ class _Clock:
         self._w = self._c = 0.0
 
     def start(self) -> None:
+        _sync()
         self._w, self._c = time.perf_counter(), time.process_time()
 
     def stop(self) -> None:
+        _sync()
         self.wall, self.cpu = time.perf_counter() - self._w, time.process_time() - self._c
+
+
+def _sync() -> None:
+    """Wait for queued GPU work, so that a clock read covers it (no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 class _LightningClock(L.Callback):

@@ -214,6 +214,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     import json
 
     from sciflow.checkpoints import CheckpointError
+    from sciflow.compile import CompileError
     from sciflow.constraints import LawError
     from sciflow.ensemble import EnsembleError
     from sciflow.evaluate import run_rollout
@@ -253,9 +254,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         steps=args.steps, samples=args.samples, start=args.start, seed=args.seed,
         keep_members=args.members, out=args.out, plots=not args.no_plots,
         batch_size=args.batch_size, project=args.project, sigma_g=args.sigma_g,
-        spread_correction=args.spread_correction,
+        spread_correction=args.spread_correction, compile=args.compile,
     )
-    errors = (EnsembleError, LawError, SpreadCorrectionError, distributed.DistributedError)
+    errors = (EnsembleError, LawError, SpreadCorrectionError, CompileError, distributed.DistributedError)
     try:
         if spread:
             from sciflow.distributed_rollout import run_rollout_distributed
@@ -457,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sigma-g", type=float, default=0.0,
                    help="constraint noise of the projection (default 0: the laws hold to round-off)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    r.add_argument("--compile", default="off", choices=["off", "default", "reduce-overhead", "max-autotune",
+                                                        "max-autotune-no-cudagraphs"],
+                   help="torch.compile the models' operators (default off; pays on long rollouts, see "
+                        "benchmarks/README.md, Compile)")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)

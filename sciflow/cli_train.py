@@ -17,6 +17,7 @@ What this adds to Lightning's CLI:
 * a fresh ``fit`` refuses to overwrite the checkpoints of an earlier run in the same folder;
 * the checkpoint is checked against the data (structure, card version, sciflow version);
 * ``--threads`` / ``threads:`` and a default that does not oversubscribe (:mod:`sciflow.threads`);
+* ``--compile MODE`` / ``compile:``: ``torch.compile`` of the operator (:mod:`sciflow.compile`);
 * errors end in one short message naming what is at fault; ``--debug`` shows the traceback.
 """
 
@@ -33,6 +34,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from sciflow.checkpoints import Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from sciflow.compile import CompileError, compile_mode, compile_model
 from sciflow.registry import import_path
 from sciflow.threads import configure_threads
 
@@ -124,6 +126,11 @@ class SciflowCLI(LightningCLI):
             help="torch CPU threads per process (default: the cores not busy with other work, shared "
                  "among the processes of this machine; OMP_NUM_THREADS also sets it)",
         )
+        parser.add_argument(
+            "--compile", type=str | bool | None, default="off",
+            help="torch.compile the operator for training and evaluation: off (default), default, "
+                 "reduce-overhead, max-autotune (checkpoints are the same as eager; see sciflow.compile)",
+        )
         parser.set_defaults({
             "checkpoint.dirpath": DEFAULT_CHECKPOINT_DIR,
             "checkpoint.save_last": True,
@@ -173,6 +180,10 @@ class SciflowCLI(LightningCLI):
         threads = self._get(self.config, "threads")
         n, why = configure_threads(threads, processes=max(1, int(self.trainer.num_devices)))
         rank_zero_info(f"sciflow: {n} torch thread{'s' if n > 1 else ''} per process ({why})")
+        mode = compile_mode(self._get(self.config, "compile"))
+        if mode is not None:
+            compile_model(self.model, mode)
+            rank_zero_info(f"sciflow: operator compiled (torch.compile, mode {mode})")
         if self._ckpt is not None:
             path, ckpt = self._ckpt
             check_compatible(ckpt, self.datamodule.spec, path)
@@ -269,7 +280,7 @@ def _message(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     if any(m in text for m in _PEER_GONE):
         return f"another training process stopped (its own error is printed above): {text.splitlines()[0][:300]}"
-    if isinstance(err, (ArgumentError, CheckpointError, ResumeError, OSError)) or type(err).__module__.startswith("sciflow"):
+    if isinstance(err, (ArgumentError, CheckpointError, CompileError, ResumeError, OSError)) or type(err).__module__.startswith("sciflow"):
         return text
     return f"{type(err).__name__}: {text}"
 

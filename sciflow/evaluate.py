@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 
 import sciflow
+from sciflow.compile import compile_model
 from sciflow.checkpoints import CardMismatchWarning
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
@@ -102,6 +103,7 @@ def run_rollout(
     device: str | torch.device = "cpu",
     scores: Sequence[Score] = (),
     spread_correction: SpreadCorrection | str | os.PathLike | None = None,
+    compile: str | bool | None = None,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Roll an ensemble of checkpoints out on a dataset split and save results, plots and scores.
 
@@ -142,6 +144,8 @@ def run_rollout(
         spread_correction: per-step factors (or their JSON file, ``sciflow calibrate``) that
             rescale the members about their mean before scoring and storing; fit them on another
             split (see :mod:`sciflow.spread_correction`).
+        compile: ``torch.compile`` mode of the models' operators (:mod:`sciflow.compile`; None or
+            ``"off"``: eager). The results are the same to float round-off.
 
     Returns:
         ``(dataset, summary)``: the results (see :mod:`sciflow.results`), opened lazily from
@@ -154,7 +158,7 @@ def run_rollout(
         paths += member_paths
     paths += list(ckpts)
     names += [os.fspath(c) for c in ckpts]
-    models = [m.to(device) for m in load_models(paths, names)]
+    models = [compile_model(m.to(device), compile) for m in load_models(paths, names)]
     ckpts = paths
     spec = models[0].hparams.data_spec
     dm = SciflowData(data, root=None if root is None else str(root))

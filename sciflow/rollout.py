@@ -130,6 +130,7 @@ def rollout(
     max_batch: int | None = None,
     dt: float | None = None,
     batch_models: bool | None = None,
+    check_every: int | None = None,
 ) -> Iterator[Step]:
     """Roll an ensemble forward ``steps`` model steps and yield one :class:`Step` per step.
 
@@ -163,6 +164,10 @@ def rollout(
             call (:mod:`sciflow.ensemble_batch`; the same members to float round-off); others
             always loop. None (default): batched on an accelerator, looped on the CPU, where
             the batched call was slower at the cavity FNO's size (``benchmarks/ensemble_batch.py``).
+        check_every: steps between the blow-up warnings' reads of the device (default every step
+            on the CPU, every 50 on an accelerator, so that the loop does not wait for the device
+            each step). Members are stopped at the step they blow up either way; the warning
+            names that step.
 
     Yields:
         ``Step(index=k, time=k * dt, members (M, B, C, *S), alive (M, B))`` for ``k = 1..steps``.
@@ -241,17 +246,50 @@ def rollout(
         if (batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1
                 and len(set(counts)) == 1):
             batched = batch_members(models)  # after eval(): the batched call copies the mode
+        # step at which each member stopped (-1: alive); read on the host only every `every` steps
+        stopped_at = torch.full((M, B), -1, dtype=torch.long, device=device)
+        reported = torch.zeros(M, B, dtype=torch.bool, device=device)
+        every = check_every or (1 if device.type == "cpu" else 50)
         for k in bar:
-            members, alive = _advance(
+            members, new_alive = _advance(
                 models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch,
                 project,
                 batched,
             )
+            stopped_at = torch.where(alive & ~new_alive, k, stopped_at)
+            alive = new_alive
+            if k % every == 0 or k == steps:
+                reported = _warn_blowups(stopped_at, reported, table, limit, dt)
             yield Step(index=k, time=k * dt, members=members, alive=alive.clone())
     finally:
         bar.close()
         for m, mode in zip(models, modes):
             m.train(mode)
+
+
+def _warn_blowups(stopped_at: Tensor, reported: Tensor, table, limit: Tensor, dt: float) -> Tensor:
+    """Warn (:class:`BlowupWarning`) about the members that stopped since the last call, each with
+    its step, and return the updated ``reported (M, B)`` mask. This is the rollout's one read of
+    the device on the host, done every few steps rather than every step."""
+    new = (stopped_at >= 0) & ~reported
+    if not bool(new.any()):
+        return reported
+    pairs = torch.nonzero(new).tolist()
+    steps = stopped_at[new].tolist()
+    shown = ", ".join(
+        f"member {m} (model {table[m][0]}, sample {table[m][1]}) of batch element {b} at step {k} "
+        f"(t = {k * dt:.6g} s)"
+        for (m, b), k in list(zip(pairs, steps))[:10]
+    )
+    more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
+    first = min(steps)
+    warnings.warn(
+        f"rollout: blew up at step {first} (t = {first * dt:.6g} s), stopped: {shown}{more} "
+        f"(NaN/Inf or beyond the blow-up limit {limit.flatten().tolist()})",
+        BlowupWarning,
+        stacklevel=3,
+    )
+    return reported | new
 
 
 def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list[Tensor]:
@@ -305,21 +343,7 @@ def _advance(
 
     bad = ~torch.isfinite(members) | (members.abs() > limit)
     dims = tuple(range(2, members.ndim))
-    new_dead = alive & bad.any(dim=dims)
-    if bool(new_dead.any()):
-        pairs = torch.nonzero(new_dead).tolist()
-        shown = ", ".join(
-            f"member {m} (model {table[m][0]}, sample {table[m][1]}) of batch element {b}"
-            for m, b in pairs[:10]
-        )
-        more = f" and {len(pairs) - 10} more" if len(pairs) > 10 else ""
-        warnings.warn(
-            f"rollout: blew up at step {k} (t = {k * dt:.6g} s), stopped: {shown}{more} "
-            f"(NaN/Inf or beyond the blow-up limit {limit.flatten().tolist()})",
-            BlowupWarning,
-            stacklevel=3,
-        )
-    alive = alive & ~new_dead
+    alive = alive & ~bad.any(dim=dims)  # stays on the device: the warning is deferred (_warn_blowups)
     dead_view = (~alive).view(*alive.shape, *([1] * (members.ndim - 2)))
     members = members.masked_fill(dead_view, float("nan"))
     if project is not None:

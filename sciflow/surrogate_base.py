@@ -67,13 +67,49 @@ class SurrogateBase(L.LightningModule):
         """The EMA weights when kept, else the trained ones."""
         return self.ema if self.ema is not None else self.stepper
 
+    #: steps between the checks of the training loss on an accelerator, where reading the loss on
+    #: the host would wait for the device every step; on the CPU every step is checked (no cost).
+    #: The error names the first bad step either way.
+    nonfinite_check_every: int | None = None
+
     def check_loss(self, loss: Tensor, batch_idx: int) -> None:
-        if not torch.isfinite(loss):
+        """Stop training with :class:`NonFiniteLossError` naming the first step whose loss was
+        NaN/Inf. The test runs on the device and its result is read every
+        :attr:`nonfinite_check_every` steps (and before a checkpoint is written), so training does
+        not wait for the device each step."""
+        every = self.nonfinite_check_every or (1 if loss.device.type == "cpu" else 100)
+        pending = self.__dict__.setdefault("_loss_checks", {"first_bad": None, "steps": []})
+        steps = pending["steps"]
+        steps.append((self.global_step, self.current_epoch, batch_idx))
+        index = torch.full((), len(steps) - 1, device=loss.device, dtype=torch.long)
+        bad = ~torch.isfinite(loss.detach())
+        first = pending["first_bad"]
+        if first is None:
+            first = torch.full((), -1, device=loss.device, dtype=torch.long)
+        pending["first_bad"] = torch.where(bad & (first < 0), index, first)
+        if len(steps) >= every:
+            self.flush_loss_checks()
+
+    def flush_loss_checks(self) -> None:
+        """Read the pending loss checks (one host sync) and raise if a loss was not finite."""
+        pending = self.__dict__.get("_loss_checks")
+        if not pending or pending["first_bad"] is None:
+            return
+        first, steps = int(pending["first_bad"]), pending["steps"]
+        pending.update(first_bad=None, steps=[])
+        if first >= 0:
+            step, epoch, batch_idx = steps[first]
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); lower the learning rate, check the "
+                f"training loss is not finite (NaN/Inf) at global step {step} "
+                f"(epoch {epoch}, batch {batch_idx}); lower the learning rate, check the "
                 f"data with `sciflow data check`, or enable gradient clipping"
             )
+
+    def on_train_epoch_end(self) -> None:
+        self.flush_loss_checks()
+
+    def on_train_end(self) -> None:
+        self.flush_loss_checks()
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -111,6 +147,8 @@ class SurrogateBase(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # weights trained on a NaN loss must not replace a good checkpoint
+        self.flush_loss_checks()
         spec = self.hparams.data_spec
         checkpoint["sciflow"] = {
             "format": CHECKPOINT_FORMAT,

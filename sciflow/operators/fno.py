@@ -44,9 +44,19 @@ class Float32SpectralConv(SpectralConv):
 
     def forward(self, x: Tensor, output_shape=None) -> Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            if self.out_of_place:
+            if self.out_of_place and self._out_of_place_supported(x, output_shape):
                 return self._forward_out_of_place(x.float(), output_shape)
             return super().forward(x.float(), output_shape=output_shape)
+
+    def _out_of_place_supported(self, x: Tensor, output_shape) -> bool:
+        """Whether :meth:`_forward_out_of_place` covers this layer's configuration and ``x``."""
+        weight = self.weight if torch.is_tensor(self.weight) else self.weight.to_tensor()
+        sizes = list(x.shape[-self.order:])
+        fft_size = sizes[:-1] + [sizes[-1] // 2 + 1]
+        return not (self.separable or self.complex_data or self.fno_block_precision != "full"
+                    or output_shape is not None or self.resolution_scaling_factor is not None
+                    or list(self.n_modes) != list(self.max_n_modes)
+                    or any(k > n for k, n in zip(weight.shape[2:], fft_size)))
 
     def _forward_out_of_place(self, x: Tensor, output_shape) -> Tensor:
         """The same convolution with no in-place writes, for the configuration our FNO builds
@@ -56,10 +66,7 @@ class Float32SpectralConv(SpectralConv):
         sizes = list(x.shape[-self.order:])
         fft_size = sizes[:-1] + [sizes[-1] // 2 + 1]
         kept = list(weight.shape[2:])
-        if (self.separable or self.complex_data or self.fno_block_precision != "full"
-                or output_shape is not None or self.resolution_scaling_factor is not None
-                or list(self.n_modes) != list(self.max_n_modes)
-                or any(k > n for k, n in zip(kept, fft_size))):
+        if not self._out_of_place_supported(x, output_shape):
             raise NotImplementedError("out-of-place spectral convolution: unsupported configuration")
         dims = list(range(-self.order, 0))
         xf = torch.fft.rfftn(x, norm=self.fft_norm, dim=dims)

@@ -1,0 +1,289 @@
+"""The GPU section: training against neuraloperator's Trainer with bf16 and compile, compiled
+against eager steps, batched against looped ensembles, and DDP, on one CUDA device.
+
+Run on a machine with a GPU (CI has none; nothing here runs in the test suite):
+
+    python -m benchmarks.gpu                      # results/gpu.json and the README "GPU" section
+    python -m benchmarks.gpu --report             # rebuild the README section from the JSON
+
+Parts (each written to the JSON as it finishes, so a part that fails leaves the others):
+
+- peers: the FNO of ``benchmarks/peers.py`` (width 24, 12 modes, 4 layers) on the cavity default
+  sweep, batch ``--batch`` (64), AdamW lr 1e-3, ``--steps`` timed steps after ``--warmup`` (which
+  also absorb compilation), median of ``--trials`` alternating trials. Ways: neuraloperator's
+  ``Trainer`` in float32 and with its ``mixed_precision`` (float16 autocast), the plain loop in
+  float32, and sciflow fit (Lightning) in float32, bf16-mixed, and bf16-mixed with the operator
+  compiled. The batches are read once and kept on the GPU, the same list for every way, so the
+  HDF5 reader does not set the pace. Samples per second (wall, synchronised), peak GPU memory, and
+  the one-step test NMSE each way reaches.
+- compile: :func:`benchmarks.compile.measure` on the GPU (training in float32 and bf16, rollout
+  steps), eager against compiled.
+- ensembles: :func:`benchmarks.ensemble_batch.measure` on the GPU (5-member cavity FNO, batch 8).
+- ddp: ``sciflow fit`` with ``strategy ddp`` (NCCL) on the device(s) there are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from itertools import cycle, islice
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks.peers import FNO, LR, _Clock, _LightningClock, _Network, _Steps, _Windows
+
+RESULT = "gpu"
+
+
+def _load() -> dict[str, Any]:
+    path = HERE / "results" / f"{RESULT}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(part: str, value: Any) -> None:
+    payload = {k: v for k, v in _load().items() if k != "machine"}
+    payload[part] = value
+    save_json(RESULT, payload)
+
+
+def preload(dm, n: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """``n`` training batches, read once and moved to ``device`` (cycled through by every way)."""
+    out = []
+    for b in islice(cycle(dm.train_dataloader()), n):
+        out.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()})
+    return out
+
+
+def _model(dm, seed: int, device: torch.device):
+    from sciflow.surrogate import Surrogate
+
+    torch.manual_seed(seed)
+    return Surrogate(FNO, lr=LR, data_spec=dm.spec).to(device)
+
+
+def way_sciflow(dm, batches, steps, warmup, seed, device, precision="32-true", compile=None):
+    from sciflow.compile import compile_model
+
+    model = _model(dm, seed, device)
+    compile_model(model, compile)
+    clock = _Clock()
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    trainer = L.Trainer(max_steps=warmup + steps, accelerator=accelerator, devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, callbacks=[_LightningClock(clock, warmup)])
+    trainer.fit(model, train_dataloaders=_Steps(batches, warmup + steps))
+    return clock, model, model.inference_stepper
+
+
+def way_plain(dm, batches, steps, warmup, seed, device):
+    model = _model(dm, seed, device).train()
+    opt = torch.optim.AdamW(model.stepper.parameters(), lr=LR)
+    clock = _Clock()
+    for k, batch in enumerate(islice(cycle(batches), warmup + steps)):
+        if k == warmup:
+            clock.start()
+        mask = batch["mask"]
+        prev = model.normalize(batch["input"], mask)
+        target = model.normalize(batch["target"][:, 0], mask)
+        loss = model.stepper.loss(prev, target, model.normalize_params(batch["params"]), mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    clock.stop()
+    return clock, model, model.stepper
+
+
+def way_trainer(dm, batches, steps, warmup, seed, device, mixed_precision=False):
+    from neuralop.losses import LpLoss
+    from neuralop.training import Trainer
+
+    model = _model(dm, seed, device)
+    clock = _Clock()
+    net = _Network(model)
+    trainer = Trainer(model=net, n_epochs=1, device=str(device), mixed_precision=mixed_precision,
+                      data_processor=_Windows(model, clock, warmup), eval_interval=1, verbose=False)
+    opt = torch.optim.AdamW(net.parameters(), lr=LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    trainer.train(train_loader=_Steps(batches, warmup + steps), test_loaders={}, optimizer=opt, scheduler=sched,
+                  training_loss=LpLoss(d=2, p=2), eval_losses={})
+    clock.stop()
+    return clock, model, model.stepper
+
+
+def test_nmse(dm, model, stepper, device) -> float:
+    values = []
+    with torch.no_grad():
+        for batch in dm.test_dataloader()[0]:
+            b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            prev = model.normalize(b["input"], b["mask"])
+            pred = model.denormalize(stepper.step(prev, model.normalize_params(b["params"]), b["mask"]), b["mask"])
+            values.append(model.field_nmse(pred, b["target"][:, 0], b["mask"]).mean())
+    return float(torch.stack(values).mean())
+
+
+def peers(args, device: torch.device) -> dict[str, Any]:
+    from sciflow.data.card import load_card
+    from sciflow.data.datamodule import SciflowData
+    from sciflow.solvers.sweep import generate
+
+    generate(load_card("cavity"), workers=min(16, os.cpu_count() or 1))
+    dm = SciflowData("cavity", batch_size=args.batch)
+    dm.setup("fit")
+    dm.setup("test")
+    batches = preload(dm, 32, device)
+    ways = {
+        "neuralop Trainer, fp32": lambda *a: way_trainer(*a),
+        "neuralop Trainer, mixed (fp16 autocast)": lambda *a: way_trainer(*a, mixed_precision=True),
+        "plain loop, fp32": lambda *a: way_plain(*a),
+        "sciflow fit, fp32": lambda *a: way_sciflow(*a),
+        "sciflow fit, bf16-mixed": lambda *a: way_sciflow(*a, precision="bf16-mixed"),
+        "sciflow fit, bf16-mixed + compile": lambda *a: way_sciflow(*a, precision="bf16-mixed", compile="default"),
+    }
+    out = {w: {"samples_per_s": [], "peak_mib": [], "test_nmse": []} for w in ways}
+    names = list(ways)
+    for trial in range(args.trials):
+        for w in (names if trial % 2 == 0 else names[::-1]):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            t = time.perf_counter()
+            clock, model, stepper = ways[w](dm, batches, args.steps, args.warmup, trial, device)
+            r = out[w]
+            r["samples_per_s"].append(args.steps * args.batch / clock.wall)
+            r["peak_mib"].append(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0)
+            r["test_nmse"].append(test_nmse(dm, model, stepper, device))
+            print(f"trial {trial} {w}: {r['samples_per_s'][-1]:.0f} samples/s, {r['peak_mib'][-1]:.0f} MiB, "
+                  f"NMSE {r['test_nmse'][-1]:.4f} ({time.perf_counter() - t:.0f} s with warm-up)", flush=True)
+    base = "neuralop Trainer, fp32"
+    for w, r in out.items():
+        r["samples_per_s_median"] = statistics.median(r["samples_per_s"])
+        r["vs_trainer_fp32"] = statistics.median(a / b for a, b in zip(r["samples_per_s"], out[base]["samples_per_s"]))
+        r["test_nmse_median"] = statistics.median(r["test_nmse"])
+    return {"settings": {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "trials": args.trials},
+            "results": out}
+
+
+def compile_part(device: torch.device) -> dict[str, Any]:
+    from benchmarks.compile import MODELS, cavity_spec, measure
+
+    spec = cavity_spec()
+    op = MODELS["cavity FNO (width 40)"]
+    return {p: measure(op, spec, device, train_batch=64, rollout_batch=8, train_steps_n=50, rollout_steps_n=50,
+                       trials=3, precision=p) for p in ("32", "bf16")}
+
+
+def ensembles(device: torch.device) -> dict[str, Any]:
+    from benchmarks.ensemble_batch import CASES, measure
+
+    operator, size, batch = CASES["cavity FNO, batch 8"]
+    return {"cavity FNO, batch 8": measure(operator, size, batch, 5, 15, device=str(device))}
+
+
+def ddp(device: torch.device) -> dict[str, Any]:
+    n = torch.cuda.device_count()
+    cmd = [sys.executable, "-m", "sciflow.cli", "fit", "--config", "configs/cavity_fno.yaml",
+           "--trainer.accelerator", "gpu" if device.type == "cuda" else "cpu", "--trainer.devices", str(max(n, 1)),
+           "--trainer.strategy", "ddp",
+           "--trainer.max_steps", "60", "--trainer.enable_progress_bar", "false",
+           "--checkpoint.dirpath", "runs/gpu_ddp/checkpoints", "--trainer.logger", "false"]
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    ok = res.returncode == 0 and os.path.isfile("runs/gpu_ddp/checkpoints/last.ckpt")
+    return {"devices": n, "returncode": res.returncode, "ok": ok, "seconds": time.perf_counter() - t,
+            "tail": (res.stdout + res.stderr)[-1500:]}
+
+
+def report(payload: dict[str, Any]) -> None:
+    if not payload:
+        return
+    lines = ["## GPU (`benchmarks/gpu.py`)", ""]
+    gpu = payload.get("machine", {}).get("cuda")
+    lines.append(f"Measured on one {gpu} (torch {payload.get('machine', {}).get('torch')}), one run; CI has no GPU.")
+    if "peers" in payload:
+        p, s = payload["peers"]["results"], payload["peers"]["settings"]
+        rows = [[w, f"{r['samples_per_s_median']:.0f}", f"{r['vs_trainer_fp32']:.2f}x",
+                 f"{statistics.median(r['peak_mib']):.0f}", f"{r['test_nmse_median']:.4f}"] for w, r in p.items()]
+        best = p["sciflow fit, bf16-mixed + compile"]["vs_trainer_fp32"]
+        lines += ["", f"### Training against neuraloperator's Trainer (FNO width 24, cavity, batch {s['batch']}, "
+                      f"{s['steps']} timed steps after {s['warmup']}, median of {s['trials']} alternating trials)", "",
+                  markdown_table(["way", "samples/s", "vs Trainer fp32", "peak GPU MiB", "test NMSE"], rows), "",
+                  f"Target: sciflow with bf16 + compile >= 1.5x neuraloperator's Trainer: "
+                  f"**{'met' if best >= 1.5 else 'missed'}** ({best:.2f}x)."]
+    if "compile" in payload:
+        rows = []
+        for prec, r in payload["compile"].items():
+            for part in ("train", "rollout"):
+                if part == "rollout" and prec != "32":
+                    continue
+                what = (f"training step, batch {r['train_batch']}, {'bf16 autocast' if prec == 'bf16' else 'fp32'}"
+                        if part == "train" else f"rollout step, batch {r['rollout_batch']}, fp32")
+                rows.append([what, f"{r[f'{part}_eager_s'] * 1e3:.2f}", f"{r[f'{part}_compiled_s'] * 1e3:.2f}",
+                             f"{r[f'{part}_speedup']:.2f}x", f"{r[f'{part}_compiled_first_call_s']:.0f}"])
+        agree = payload["compile"]["32"]["agreement"]
+        lines += ["", "### Compiled against eager (cavity FNO, width 40, 64x64)", "",
+                  markdown_table(["what", "eager ms", "compiled ms", "speed-up", "compilation s"], rows), "",
+                  f"Compiled vs eager outputs (fp32, relative): one step {agree['one_step']:.1e}, 20-step rollout "
+                  f"{agree['rollout_20']:.1e}."]
+    if "ensembles" in payload:
+        r = payload["ensembles"]["cavity FNO, batch 8"]
+        lines += ["", "### Batched ensembles (5-member cavity FNO, one step of a batch of 8)", "",
+                  markdown_table(["looped ms", "batched ms", "speed-up", "largest difference"],
+                                 [[f"{r['looped_s'] * 1e3:.2f}", f"{r['batched_s'] * 1e3:.2f}",
+                                   f"{r['speedup']:.2f}x", f"{r['max_abs_difference']:.1e}"]]), "",
+                  f"Target >= 4x on a GPU: **{'met' if r['speedup'] >= 4 else 'missed'}** ({r['speedup']:.2f}x)."]
+    if "ddp" in payload:
+        d = payload["ddp"]
+        lines += ["", f"### DDP: `sciflow fit --trainer.strategy ddp` on {d['devices']} GPU(s) (NCCL), 60 steps of "
+                      f"`configs/cavity_fno.yaml`: {'ran, checkpoint written' if d['ok'] else 'failed'} "
+                      f"({d['seconds']:.0f} s with start-up)."]
+    update_readme("gpu", "\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", nargs="+", default=["peers", "compile", "ensembles", "ddp"])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--device", default="cuda", help="cuda (cpu only to try the script: results/gpu_cpu_trial.json)")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.report:
+        report(_load())
+        return
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmarks.gpu: no CUDA device here")
+    if device.type != "cuda":
+        global RESULT
+        RESULT = "gpu_cpu_trial"
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 in the table
+    torch.backends.cudnn.allow_tf32 = False
+    for part, fn in (("ensembles", lambda: ensembles(device)), ("compile", lambda: compile_part(device)),
+                     ("peers", lambda: peers(args, device)), ("ddp", lambda: ddp(device))):
+        if part not in args.parts:
+            continue
+        t = time.perf_counter()
+        try:
+            _save(part, fn())
+            print(f"{part}: done in {time.perf_counter() - t:.0f} s", flush=True)
+        except Exception as err:  # noqa: BLE001 - one part failing must not lose the others
+            print(f"{part}: FAILED after {time.perf_counter() - t:.0f} s: {type(err).__name__}: {err}", flush=True)
+            import traceback
+
+            traceback.print_exc()
+    if device.type == "cuda":
+        report(_load())
+
+
+if __name__ == "__main__":
+    main()

@@ -163,7 +163,7 @@ def peers(args, device: torch.device) -> dict[str, Any]:
             print(f"trial {trial} {w}: {r['samples_per_s'][-1]:.0f} samples/s, {r['peak_mib'][-1]:.0f} MiB, "
                   f"NMSE {r['test_nmse'][-1]:.4f} ({time.perf_counter() - t:.0f} s with warm-up)", flush=True)
     base = "neuralop Trainer, fp32"
-    for w, r in out.items():
+    for r in out.values():
         r["samples_per_s_median"] = statistics.median(r["samples_per_s"])
         r["vs_trainer_fp32"] = statistics.median(a / b for a, b in zip(r["samples_per_s"], out[base]["samples_per_s"]))
         r["test_nmse_median"] = statistics.median(r["test_nmse"])

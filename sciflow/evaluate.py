@@ -21,8 +21,8 @@ import torch
 import xarray as xr
 
 import sciflow
-from sciflow.compile import compile_model
 from sciflow.checkpoints import CardMismatchWarning
+from sciflow.compile import compile_model
 from sciflow.data.datamodule import SciflowData
 from sciflow.data.trajectories import Trajectories
 from sciflow.ensemble import load_models, member_checkpoints

@@ -132,7 +132,8 @@ def test_fit_cli_with_compile_writes_an_eager_checkpoint(card, tmp_path):
     args = ["fit", "--data.card", str(card), "--data.batch_size", "2",
             "--model.operator", '{"class_path": "fno", "init_args": {"width": 8, "modes": 4, "n_layers": 1}}',
             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-            "--trainer.logger", "false", "--checkpoint.dirpath", str(tmp_path / "ck"),
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--checkpoint.dirpath", str(tmp_path / "ck"),
             "--compile", "fast"]
     assert run(args) == 1  # a bad mode is refused before training
     assert not (tmp_path / "ck").exists()

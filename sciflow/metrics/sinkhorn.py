@@ -33,8 +33,27 @@ def squared_cost(x: Tensor, y: Tensor, domain: Any | None = None) -> Tensor:
     return domain.displacement(x[:, None, :], y[None, :, :]).pow(2).sum(-1)
 
 
+#: the kernel ``exp(-C / eps)`` is used directly (matrix-vector products) while ``C / eps`` spans
+#: less than this; beyond, the log domain (exp(-600) is still a normal float64, exp(-800) is not)
+_KERNEL_RANGE = 600.0
+
+
 def entropic_ot(cost: Tensor, epsilon: float, *, threshold: float = 1e-4, max_iter: int = 2000) -> Tensor:
-    """Entropic OT value ``<f, a> + <g, b>`` for uniform weights and ``cost (N, M)``."""
+    """Entropic OT value ``<f, a> + <g, b>`` for uniform weights and ``cost (N, M)``.
+
+    The Sinkhorn iterations are the same in both of its forms: on the scalings ``u = exp(f/eps)``,
+    ``v = exp(g/eps)`` with the kernel ``K = exp(-C/eps)`` (two matrix-vector products per
+    iteration, about 50x cheaper than the log-sum-exps on large clouds) when the kernel and the
+    scalings are representable in float64, else in the log domain (stable for any ``eps``). The
+    same stopping rule and fixed point make the two agree to round-off."""
+    if cost.dtype == torch.float64 and float(cost.max() - cost.min()) / epsilon < _KERNEL_RANGE:
+        out = _entropic_ot_kernel(cost, epsilon, threshold=threshold, max_iter=max_iter)
+        if out is not None:
+            return out
+    return _entropic_ot_log(cost, epsilon, threshold=threshold, max_iter=max_iter)
+
+
+def _entropic_ot_log(cost: Tensor, epsilon: float, *, threshold: float, max_iter: int) -> Tensor:
     N, M = cost.shape
     log_a = torch.full((N,), -math.log(N), dtype=cost.dtype, device=cost.device)
     log_b = torch.full((M,), -math.log(M), dtype=cost.dtype, device=cost.device)
@@ -49,6 +68,32 @@ def entropic_ot(cost: Tensor, epsilon: float, *, threshold: float = 1e-4, max_it
             if float((col - log_b.exp()).abs().sum()) < threshold:
                 break
     return (f * log_a.exp()).sum() + (g * log_b.exp()).sum()
+
+
+def _entropic_ot_kernel(cost: Tensor, epsilon: float, *, threshold: float, max_iter: int) -> Tensor | None:
+    """The log-domain iterations of :func:`_entropic_ot_log` on scalings; None when a scaling
+    leaves float64's range (the caller then falls back to the log domain)."""
+    N, M = cost.shape
+    # shifting the cost by its minimum scales K by a constant, which the scalings absorb; the
+    # shift is added back to the value (both marginals sum to one)
+    shift = float(cost.min())
+    K = torch.exp(-(cost - shift) / epsilon)  # (N, M)
+    a = torch.full((N,), 1.0 / N, dtype=cost.dtype, device=cost.device)
+    b = torch.full((M,), 1.0 / M, dtype=cost.dtype, device=cost.device)
+    u = torch.ones(N, dtype=cost.dtype, device=cost.device)
+    v = b
+    for it in range(max_iter):
+        v = b / (K.T @ u)
+        u = a / (K @ v)
+        if it % 5 == 4 or it == max_iter - 1:
+            if not (torch.isfinite(u).all() and torch.isfinite(v).all() and (u > 0).all() and (v > 0).all()):
+                return None
+            col = v * (K.T @ u)
+            if float((col - b).abs().sum()) < threshold:
+                break
+    if not (torch.isfinite(u).all() and torch.isfinite(v).all() and (u > 0).all() and (v > 0).all()):
+        return None
+    return epsilon * ((a * u.log()).sum() + (b * v.log()).sum()) + shift
 
 
 @torch.no_grad()

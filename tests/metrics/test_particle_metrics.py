@@ -61,6 +61,26 @@ def test_entropic_ot_tends_to_the_assignment_cost():
     assert ot.item() == pytest.approx((0.1**2 + 0.2**2) / 2, abs=2e-4)
 
 
+def test_entropic_ot_kernel_and_log_domain_agree():
+    """The kernel form (matrix-vector products) and the log domain iterate the same fixed point;
+    an epsilon so small that the kernel underflows falls back to the log domain."""
+    from sciflow.metrics import sinkhorn as sk
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 2, generator=g, dtype=torch.float64)
+    y = 1.1 * torch.rand(180, 2, generator=g, dtype=torch.float64) + 0.3
+    c = squared_cost(x, y)
+    for eps in (0.05, 0.01, 0.003):
+        log = sk._entropic_ot_log(c, eps, threshold=1e-11, max_iter=50_000)
+        ker = sk._entropic_ot_kernel(c, eps, threshold=1e-11, max_iter=50_000)
+        assert ker is not None
+        assert float(ker) == pytest.approx(float(log), rel=1e-9, abs=1e-12)
+        assert float(entropic_ot(c, eps, threshold=1e-11, max_iter=50_000)) == pytest.approx(float(log), rel=1e-9)
+    tiny = float(c.max()) / 1000  # C / eps spans 1000 > the kernel's range
+    assert float(entropic_ot(c, tiny, threshold=1e-6, max_iter=20_000)) == pytest.approx(
+        float(sk._entropic_ot_log(c, tiny, threshold=1e-6, max_iter=20_000)), rel=1e-12)
+
+
 def test_sinkhorn_bad_input():
     with pytest.raises(ValueError, match="need clouds"):
         sinkhorn_divergence(torch.rand(4, 2), torch.rand(4, 3))

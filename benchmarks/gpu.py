@@ -38,7 +38,16 @@ import lightning as L
 import torch
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
-from benchmarks.peers import FNO, LR, _Clock, _LightningClock, _Network, _Steps, _Windows
+from benchmarks.peers import (
+    FNO,
+    LR,
+    _Clock,
+    _LightningClock,
+    _Network,
+    _Steps,
+    _Windows,
+    plain_loop,
+)
 
 RESULT = "gpu"
 
@@ -84,21 +93,8 @@ def way_sciflow(dm, batches, steps, warmup, seed, device, precision="32-true", c
 
 
 def way_plain(dm, batches, steps, warmup, seed, device):
-    model = _model(dm, seed, device).train()
-    opt = torch.optim.AdamW(model.stepper.parameters(), lr=LR)
-    clock = _Clock()
-    for k, batch in enumerate(islice(cycle(batches), warmup + steps)):
-        if k == warmup:
-            clock.start()
-        mask = batch["mask"]
-        prev = model.normalize(batch["input"], mask)
-        target = model.normalize(batch["target"][:, 0], mask)
-        loss = model.stepper.loss(prev, target, model.normalize_params(batch["params"]), mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    clock.stop()
-    return clock, model, model.stepper
+    model = _model(dm, seed, device)
+    return plain_loop(model, batches, steps, warmup), model, model.stepper
 
 
 def way_trainer(dm, batches, steps, warmup, seed, device, mixed_precision=False):

@@ -109,10 +109,16 @@ def sciflow_way(dm: SciflowData, operator: dict, steps: int, warmup: int, seed: 
 def plain_way(dm: SciflowData, operator: dict, steps: int, warmup: int, seed: int) -> tuple[_Clock, Surrogate, Any]:
     torch.manual_seed(seed)
     model = Surrogate(operator, lr=LR, data_spec=dm.spec)
+    return plain_loop(model, dm.train_dataloader(), steps, warmup), model, model.stepper
+
+
+def plain_loop(model: Surrogate, batches: Any, steps: int, warmup: int) -> _Clock:
+    """``warmup + steps`` plain training steps of ``model`` over ``batches`` (cycled); the clock
+    covers the last ``steps``."""
     model.train()
     opt = torch.optim.AdamW(model.stepper.parameters(), lr=LR)
     clock = _Clock()
-    for k, batch in enumerate(islice(cycle(dm.train_dataloader()), warmup + steps)):
+    for k, batch in enumerate(islice(cycle(batches), warmup + steps)):
         if k == warmup:
             clock.start()
         mask = batch["mask"]
@@ -123,7 +129,7 @@ def plain_way(dm: SciflowData, operator: dict, steps: int, warmup: int, seed: in
         loss.backward()
         opt.step()
     clock.stop()
-    return clock, model, model.stepper
+    return clock
 
 
 class _Network(nn.Module):

@@ -60,6 +60,9 @@ class Refiner(Generative):
         # not persistent: both follow from the constructor arguments
         self.register_buffer("level_probs", (probs / probs.sum()).float(), persistent=False)
         self.register_buffer("sigmas", self.noise_stds(K, min_noise_std), persistent=False)
+        # the same values as Python floats for the sampler's loop (reading the buffer would wait
+        # for the device at every level)
+        self.sigma_values: list[float] = self.sigmas.tolist()
 
     @staticmethod
     def noise_stds(K: int, min_noise_std: float) -> Tensor:
@@ -78,8 +81,12 @@ class Refiner(Generative):
 
     def corrupt(self, y: Tensor, noise: Tensor, level: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         k = level.long()
-        if bool(torch.any((k < 0) | (k > self.K))):
-            raise ValueError(f"refinement levels must lie in 0..{self.K}, got {k.tolist()}")
+        valid = ((k >= 0) & (k <= self.K)).all()
+        if k.device.type == "cpu":
+            if not bool(valid):
+                raise ValueError(f"refinement levels must lie in 0..{self.K}, got {k.tolist()}")
+        else:  # checked on the device, without waiting for it (a device-side assert)
+            torch._assert_async(valid, f"refinement levels must lie in 0..{self.K}")
         first = broadcast(k == 0, y).bool()
         noised = y + broadcast(self.sigmas[k], y) * noise
         x = torch.where(first, torch.zeros_like(y), noised)
@@ -89,10 +96,10 @@ class Refiner(Generative):
     def sample(self, predict: Predict, noise: Noise, zeros: Tensor) -> Tensor:
         y = predict(zeros, 0.0)
         for k in range(1, self.K + 1):
-            noised = y + float(self.sigmas[k]) * noise()
+            noised = y + self.sigma_values[k] * noise()
             y = self.denoise(noised, predict(noised, k / self.K), k)
         return y
 
     def denoise(self, noised: Tensor, predicted_noise: Tensor, k: int) -> Tensor:
         """The estimate after level ``k``: ``noised - sigma_k * predicted_noise``, ``(B, C, *S)``."""
-        return noised - float(self.sigmas[k]) * predicted_noise
+        return noised - self.sigma_values[k] * predicted_noise

@@ -296,7 +296,8 @@ def report(payload: dict[str, Any]) -> None:
         "at its start; all ways run in one process, so memory an earlier way freed is reused and these are "
         "rough (per trial: " + "; ".join(f"{w} {', '.join(f'{v:.0f}' for v in r['rss_growth_mib'])}"
                                          for w, r in fno.items()) + " MiB for the FNO). "
-        "No GPU was available, so the GPU targets (bf16 + compile against the Trainer) are not measured.",
+        "No GPU was available, so the GPU targets (bf16 + compile against the Trainer) are not measured; "
+        "`python -m benchmarks.gpu` measures them (and compile, batched ensembles and DDP) on a machine with one.",
     ])
     update_readme("peers", text)
 

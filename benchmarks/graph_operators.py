@@ -347,10 +347,10 @@ def _scale_text() -> str:
                          r["peak_rss_mb"]])
     if not rows:
         return ""
-    n_trials = min(len(r["trials"]) for c in CARDS.values()
-                   if (HERE / "results" / f"graph_operators_scale_{c}.json").exists()
-                   for r in json.loads((HERE / "results" / f"graph_operators_scale_{c}.json").read_text())["rows"])
-    return (f"\n\nInference cost per step on refined clouds of the card ({n_trials} trial(s) per row, alternating, "
+    trials = ", ".join(
+        f"{p} {min(len(r['trials']) for r in json.loads(f.read_text())['rows'])}"
+        for p, c in CARDS.items() if (f := HERE / "results" / f"graph_operators_scale_{c}.json").exists())
+    return (f"\n\nInference cost per step on refined clouds of the card (trials per row: {trials}; alternating, "
             "in fresh processes, median; CPU s on one thread; speed-up: GNS's CPU s over the model's at the same N; wall s on "
             "the shared machine; memory the step adds to the process, and its peak RSS):\n\n"
             + markdown_table(["problem", "particles", "model", "CPU s / step", "speed-up vs GNS", "wall s / step",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,7 +191,9 @@ def ddp(device: torch.device) -> dict[str, Any]:
            "--trainer.strategy", "ddp",
            "--trainer.max_steps", "60", "--trainer.enable_progress_bar", "false",
            "--checkpoint.every_n_train_steps", "30",
-           "--checkpoint.dirpath", "runs/gpu_ddp/checkpoints", "--trainer.logger", "false"]
+           "--checkpoint.dirpath", "runs/gpu_ddp/checkpoints", "--trainer.logger", "false",
+           "--trainer.default_root_dir", "runs/gpu_ddp"]
+    shutil.rmtree("runs/gpu_ddp", ignore_errors=True)  # a fresh run each time (fit refuses to overwrite one)
     t = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
     ok = res.returncode == 0 and os.path.isfile("runs/gpu_ddp/checkpoints/last.ckpt")

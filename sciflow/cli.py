@@ -237,6 +237,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         if args.spread_correction:
             raise SystemExit("sciflow rollout: error: --spread-correction works on grid ensembles; the particle "
                              "rollout does not take one")
+        if args.compile != "off":
+            raise SystemExit(f"sciflow rollout: error: --compile {args.compile} works on grid checkpoints; a particle "
+                             "operator's graph changes size every step, so it runs eager")
         return cmd_particle_rollout(args)
     if args.data is None:
         raise SystemExit("sciflow rollout: error: --data.card: give the dataset card the checkpoints are rolled out on")

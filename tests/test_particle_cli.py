@@ -45,3 +45,5 @@ def test_fit_then_rollout_particle_checkpoint(tmp_path, monkeypatch):
     ds.close()
     with pytest.raises(SystemExit, match="--data.card or --data.root"):
         main(["rollout", "--ckpt", str(ckpts / "last.ckpt")])
+    with pytest.raises(SystemExit, match="--compile default works on grid checkpoints"):
+        main(["rollout", "--ckpt", str(ckpts / "last.ckpt"), "--root", str(root), "--compile", "default"])

@@ -90,6 +90,10 @@ def compile_model(model: nn.Module, mode: str | bool | None, *, backend: str = "
     resolved = compile_mode(mode)
     if resolved is None:
         return model
+    spec = getattr(getattr(model, "hparams", None), "get", lambda *_: None)("data_spec") or {}
+    if spec.get("kind") == "particles":
+        raise CompileError("compile: particle operators run eager (their graphs change size every step, and the "
+                           "neighbour search runs on the host); use compile with grid surrogates")
     if backend == "inductor":
         device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
         _check_toolchain(device)

@@ -162,3 +162,17 @@ def test_out_of_place_spectral_conv_matches_and_stays_float32_under_autocast():
         out = conv(x.bfloat16())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, conv(x.bfloat16().float()), rtol=1e-5, atol=1e-6)
+
+
+def test_particle_surrogates_are_refused(tmp_path):
+    from sciflow.data.particles.datamodule import ParticleData
+    from sciflow.particle_surrogate import ParticleSurrogate
+    from tests.synthetic_particles import make_particle_dataset
+
+    dm = ParticleData(root=str(make_particle_dataset(tmp_path / "disc")), history=3, rollout_steps=4, batch_size=1)
+    dm.setup("fit")
+    model = ParticleSurrogate({"class_path": "gns", "init_args": {"width": 8, "message_passing_steps": 1}},
+                              data_spec=dm.spec)
+    with pytest.raises(CompileError, match="particle operators run eager"):
+        compile_model(model, "default")
+    assert compile_model(model, "off") is model

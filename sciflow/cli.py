@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from sciflow.compile import MODES as COMPILE_MODES
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 DEBUG_FLAG = "--debug"
 THREADS_HELP = "torch CPU threads (default: the cores not busy with other work; OMP_NUM_THREADS also sets it)"
@@ -461,9 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sigma-g", type=float, default=0.0,
                    help="constraint noise of the projection (default 0: the laws hold to round-off)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    r.add_argument("--compile", default="off", choices=["off", "default", "reduce-overhead", "max-autotune",
-                                                        "max-autotune-no-cudagraphs"],
-                   help="torch.compile the models' operators (default off; pays on long rollouts, see "
+    r.add_argument("--compile", default="off", choices=list(COMPILE_MODES),
+                   help="torch.compile the models' operators (default off; measured speed-ups in "
                         "benchmarks/README.md, Compile)")
     r.add_argument("--members", action="store_true", help="also store every member")
     r.add_argument("--no-plots", action="store_true")

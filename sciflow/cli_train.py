@@ -34,7 +34,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from sciflow.checkpoints import Checkpoint, CheckpointError, check_compatible, read_checkpoint
-from sciflow.compile import CompileError, compile_mode, compile_model
+from sciflow.compile import MODES, CompileError, compile_mode, compile_model
 from sciflow.registry import import_path
 from sciflow.threads import configure_threads
 
@@ -128,8 +128,8 @@ class SciflowCLI(LightningCLI):
         )
         parser.add_argument(
             "--compile", type=str | bool | None, default="off",
-            help="torch.compile the operator for training and evaluation: off (default), default, "
-                 "reduce-overhead, max-autotune (checkpoints are the same as eager; see sciflow.compile)",
+            help=f"torch.compile the operator for training and evaluation: {', '.join(MODES)} (default off; "
+                 "checkpoints are the same as eager; see sciflow.compile)",
         )
         parser.set_defaults({
             "checkpoint.dirpath": DEFAULT_CHECKPOINT_DIR,

@@ -21,10 +21,11 @@ measures eager against compiled training and rollout steps.
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used, so that the CLI can list MODES cheaply
+    import torch
+    from torch import nn
 
 #: accepted values of the option and the ``torch.compile`` mode each selects (None: eager)
 MODES: dict[str, str | None] = {
@@ -67,6 +68,8 @@ def _check_toolchain(device: torch.device) -> None:
 
 def _operators(model: nn.Module) -> list[nn.Module]:
     """The operator (network) of each stepper a surrogate holds: the trained one and its EMA."""
+    from torch import nn
+
     out = []
     for name in ("stepper", "ema"):
         stepper = getattr(model, name, None)
@@ -87,11 +90,14 @@ def compile_model(model: nn.Module, mode: str | bool | None, *, backend: str = "
     which needs no C++ compiler). ``dynamic``: passed on (None: recompile once with dynamic
     shapes when a shape changes, e.g. the last, smaller batch). Calling it twice is harmless.
     """
+    import torch
+
+    from sciflow.surrogate_base import spec_kind
+
     resolved = compile_mode(mode)
     if resolved is None:
         return model
-    spec = getattr(getattr(model, "hparams", None), "get", lambda *_: None)("data_spec") or {}
-    if spec.get("kind") == "particles":
+    if spec_kind(dict(getattr(model, "hparams", None) or {}).get("data_spec")) == "particles":
         raise CompileError("compile: particle operators run eager (their graphs change size every step, and the "
                            "neighbour search runs on the host); use compile with grid surrogates")
     if backend == "inductor":

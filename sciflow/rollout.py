@@ -252,9 +252,7 @@ def rollout(
         every = check_every or (1 if device.type == "cpu" else 50)
         for k in bar:
             members, new_alive = _advance(
-                models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch,
-                project,
-                batched,
+                models, windows, generators, conds, alive, limit, k, counts, max_batch, project, batched,
             )
             stopped_at = torch.where(alive & ~new_alive, k, stopped_at)
             alive = new_alive
@@ -307,8 +305,7 @@ def _batched_outputs(batched, windows, params, mask, max_batch, samples) -> list
 
 @torch.no_grad()
 def _advance(
-    models, windows, generators, conds, alive, limit, k, dt, counts, table, max_batch, project,
-    batched=None,
+    models, windows, generators, conds, alive, limit, k, counts, max_batch, project, batched=None,
 ) -> tuple[Tensor, Tensor]:
     """One step of every member; updates ``windows`` in place (list items) and returns
     ``(members (M, B, C, *S), alive (M, B))``. Kept out of the generator body so that no-grad

@@ -29,6 +29,8 @@ import numpy as np
 import xarray as xr
 from torch import Tensor
 
+from sciflow.data.format import atomic_path
+
 FORMAT = "sciflow-spread-correction-v1"
 
 
@@ -81,10 +83,8 @@ class SpreadCorrection:
         path = Path(path)
         body = {"format": FORMAT, "members": self.members, "source": self.source, "window": self.window,
                 "factors": [float(v) for v in self.factors]}
-        tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(body, indent=1) + "\n")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(body, indent=1) + "\n")
         return path
 
     @classmethod

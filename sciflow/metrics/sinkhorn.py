@@ -82,16 +82,20 @@ def _entropic_ot_kernel(cost: Tensor, epsilon: float, *, threshold: float, max_i
     b = torch.full((M,), 1.0 / M, dtype=cost.dtype, device=cost.device)
     u = torch.ones(N, dtype=cost.dtype, device=cost.device)
     v = b
+
+    def in_range() -> bool:
+        return bool(torch.isfinite(u).all() and torch.isfinite(v).all() and (u > 0).all() and (v > 0).all())
+
     for it in range(max_iter):
         v = b / (K.T @ u)
         u = a / (K @ v)
         if it % 5 == 4 or it == max_iter - 1:
-            if not (torch.isfinite(u).all() and torch.isfinite(v).all() and (u > 0).all() and (v > 0).all()):
+            if not in_range():
                 return None
             col = v * (K.T @ u)
             if float((col - b).abs().sum()) < threshold:
                 break
-    if not (torch.isfinite(u).all() and torch.isfinite(v).all() and (u > 0).all() and (v > 0).all()):
+    if not in_range():
         return None
     return epsilon * ((a * u.log()).sum() + (b * v.log()).sum()) + shift
 

@@ -60,14 +60,13 @@ class Float32SpectralConv(SpectralConv):
 
     def _forward_out_of_place(self, x: Tensor, output_shape) -> Tensor:
         """The same convolution with no in-place writes, for the configuration our FNO builds
-        (dense real weights, real data, full precision, all modes used): ``(B, C_in, *S) ->
-        (B, C_out, *S)``. The kept block of modes is contracted and zero-padded back."""
+        (dense real weights, real data, full precision, all modes used; :meth:`forward` checks
+        with :meth:`_out_of_place_supported`): ``(B, C_in, *S) -> (B, C_out, *S)``. The kept
+        block of modes is contracted and zero-padded back."""
         weight = self.weight if torch.is_tensor(self.weight) else self.weight.to_tensor()
         sizes = list(x.shape[-self.order:])
         fft_size = sizes[:-1] + [sizes[-1] // 2 + 1]
         kept = list(weight.shape[2:])
-        if not self._out_of_place_supported(x, output_shape):
-            raise NotImplementedError("out-of-place spectral convolution: unsupported configuration")
         dims = list(range(-self.order, 0))
         xf = torch.fft.rfftn(x, norm=self.fft_norm, dim=dims)
         if self.order > 1:  # zero frequency to the middle of every fully transformed axis

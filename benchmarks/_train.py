@@ -18,6 +18,18 @@ from sciflow.surrogate import Surrogate
 REPO = HERE.parent
 
 
+def grid_spec(size: int = 64) -> dict[str, Any]:
+    """The data spec of a small synthetic grid dataset of ``size x size`` (3 channels, a mask, the
+    cavity's shapes), for benchmarks whose cost depends on shapes, not values."""
+    import tempfile
+
+    from tests.synthetic import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        card = make_dataset(Path(tmp) / "data", n=(2, 1, 1), shape=(size, size), frames=4)
+        return SciflowData(str(card)).spec
+
+
 class Progress(L.Callback):
     """Prints the loss every ``every`` steps (long jobs show progress)."""
 

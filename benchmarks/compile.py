@@ -26,20 +26,18 @@ import argparse
 import copy
 import json
 import statistics
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks._train import grid_spec
 from sciflow.compile import compile_model
-from sciflow.data.datamodule import SciflowData
 from sciflow.rollout import rollout
 from sciflow.surrogate import Surrogate
 from sciflow.threads import load_average
-from tests.synthetic import make_dataset
 
 MODELS = {
     "FNO width 24": {"class_path": "fno", "init_args": {"width": 24, "modes": 12, "n_layers": 4}},
@@ -60,14 +58,6 @@ def _timed(fn, device: torch.device) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def cavity_spec(size: int = 64) -> dict[str, Any]:
-    """A data spec of the cavity's shapes (3 channels, a mask, 5 parameters, history 1)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        card = make_dataset(Path(tmp) / "data", n=(2, 1, 1), shape=(size, size), frames=4)
-        spec = SciflowData(str(card)).spec
-    return spec
-
-
 def inputs(spec: dict[str, Any], batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     C, S, P = len(spec["channels"]), tuple(spec["spatial_shape"]), len(spec["params"])
@@ -81,7 +71,7 @@ def inputs(spec: dict[str, Any], batch: int, device: torch.device, seed: int = 0
 
 
 def train_steps(model: Surrogate, batch: dict[str, torch.Tensor], n: int,
-                precision: str = "32") -> callable:
+                precision: str = "32") -> Callable[[], None]:
     """A function running ``n`` training steps (loss, backward, AdamW) of ``model``."""
     opt = torch.optim.AdamW(model.stepper.parameters(), lr=1e-4)
     device = batch["input"].device
@@ -101,7 +91,7 @@ def train_steps(model: Surrogate, batch: dict[str, torch.Tensor], n: int,
     return run
 
 
-def rollout_steps(model: Surrogate, batch: dict[str, torch.Tensor], n: int) -> callable:
+def rollout_steps(model: Surrogate, batch: dict[str, torch.Tensor], n: int) -> Callable[[], None]:
     mask = batch["mask"] if model.hparams.data_spec["has_mask"] else None
 
     def run() -> None:
@@ -213,7 +203,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    spec = cavity_spec()
+    spec = grid_spec()
     loads, results = [load_average()], {}
     for name, operator in MODELS.items():
         results[name] = measure(operator, spec, device, mode=args.mode, train_steps_n=args.train_steps,

@@ -22,18 +22,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from benchmarks._report import markdown_table, save_json, update_readme
-from sciflow.data.datamodule import SciflowData
+from benchmarks._train import grid_spec
 from sciflow.ensemble_batch import BatchedMembers
 from sciflow.surrogate import Surrogate
 from sciflow.threads import load_average
-from tests.synthetic import make_dataset
 
 CASES = {
     "cavity FNO, batch 8": ({"class_path": "fno", "init_args": {"width": 40, "modes": 16, "n_layers": 4}}, 64, 8),
@@ -53,9 +50,7 @@ def _timed(fn, device: str = "cpu") -> tuple[float, float]:
 def measure(operator: dict, size: int, batch: int, members: int, trials: int, device: str = "cpu") -> dict:
     """Median looped and batched wall/CPU seconds of one step, and the largest difference
     (``device``: where the models run; a GPU is synchronised around each timed step)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        card = make_dataset(Path(tmp) / "data", n=(2, 1, 1), shape=(size, size), frames=4)
-        spec = SciflowData(str(card)).spec
+    spec = grid_spec(size)
     models = []
     for seed in range(members):
         torch.manual_seed(seed)

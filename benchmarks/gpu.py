@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from itertools import cycle, islice
 from typing import Any
 
@@ -137,12 +138,12 @@ def peers(args, device: torch.device) -> dict[str, Any]:
     dm.setup("test")
     batches = preload(dm, 32, device)
     ways = {
-        "neuralop Trainer, fp32": lambda *a: way_trainer(*a),
-        "neuralop Trainer, mixed (fp16 autocast)": lambda *a: way_trainer(*a, mixed_precision=True),
-        "plain loop, fp32": lambda *a: way_plain(*a),
-        "sciflow fit, fp32": lambda *a: way_sciflow(*a),
-        "sciflow fit, bf16-mixed": lambda *a: way_sciflow(*a, precision="bf16-mixed"),
-        "sciflow fit, bf16-mixed + compile": lambda *a: way_sciflow(*a, precision="bf16-mixed", compile="default"),
+        "neuralop Trainer, fp32": way_trainer,
+        "neuralop Trainer, mixed (fp16 autocast)": partial(way_trainer, mixed_precision=True),
+        "plain loop, fp32": way_plain,
+        "sciflow fit, fp32": way_sciflow,
+        "sciflow fit, bf16-mixed": partial(way_sciflow, precision="bf16-mixed"),
+        "sciflow fit, bf16-mixed + compile": partial(way_sciflow, precision="bf16-mixed", compile="default"),
     }
     out = {w: {"samples_per_s": [], "peak_mib": [], "test_nmse": []} for w in ways}
     names = list(ways)
@@ -169,9 +170,10 @@ def peers(args, device: torch.device) -> dict[str, Any]:
 
 
 def compile_part(device: torch.device) -> dict[str, Any]:
-    from benchmarks.compile import MODELS, cavity_spec, measure
+    from benchmarks._train import grid_spec
+    from benchmarks.compile import MODELS, measure
 
-    spec = cavity_spec()
+    spec = grid_spec()
     op = MODELS["cavity FNO (width 40)"]
     return {p: measure(op, spec, device, train_batch=64, rollout_batch=8, train_steps_n=50, rollout_steps_n=50,
                        trials=3, precision=p) for p in ("32",)}

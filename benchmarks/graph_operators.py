@@ -342,22 +342,19 @@ def report() -> None:
 
 
 def _scale_text() -> str:
+    # problem -> (card, rows) of the scale results, each file read once
+    results = {problem: (card, json.loads(path.read_text())["rows"]) for problem, card in CARDS.items()
+               if (path := HERE / "results" / f"graph_operators_scale_{card}.json").exists()}
     rows = []
-    for problem, card in CARDS.items():
-        path = HERE / "results" / f"graph_operators_scale_{card}.json"
-        if not path.exists():
-            continue
-        res = json.loads(path.read_text())
-        gns = {r["n_target"]: r["cpu_s"] for r in res["rows"] if r["kind"] == "gns"}
-        for r in res["rows"]:
+    for problem, (_, res) in results.items():
+        gns = {r["n_target"]: r["cpu_s"] for r in res if r["kind"] == "gns"}
+        for r in res:
             ratio = f"{gns[r['n_target']] / r['cpu_s']:.1f}x" if r["n_target"] in gns else "-"
             rows.append([problem, r["n"], r["model"], r["cpu_s"], ratio, r["wall_s"], r["step_memory_mb"],
                          r["peak_rss_mb"]])
     if not rows:
         return ""
-    trials = ", ".join(
-        f"{p} {min(len(r['trials']) for r in json.loads(f.read_text())['rows'])}"
-        for p, c in CARDS.items() if (f := HERE / "results" / f"graph_operators_scale_{c}.json").exists())
+    trials = ", ".join(f"{p} {min(len(r['trials']) for r in res)}" for p, (_, res) in results.items())
     return (f"\n\nInference cost per step on refined clouds of the card (trials per row: {trials}; alternating, "
             "in fresh processes, median; CPU s on one thread; speed-up: GNS's CPU s over the model's at the same N; wall s on "
             "the shared machine; memory the step adds to the process, and its peak RSS):\n\n"
@@ -367,16 +364,14 @@ def _scale_text() -> str:
             "error within 2x of GNS's (the MSE20 of the table above, scored at the card's resolution: no truth is "
             "simulated at 1e5 particles):\n\n"
             + markdown_table(["problem", "model", "particles", "speed-up vs GNS", "MSE20 / GNS's MSE20", "status"],
-                             _scale_verdicts()))
+                             _scale_verdicts(results)))
 
 
-def _scale_verdicts() -> list[list[Any]]:
+def _scale_verdicts(results: dict[str, tuple[str, list[dict[str, Any]]]]) -> list[list[Any]]:
     rows = []
-    for problem, card in CARDS.items():
-        path = HERE / "results" / f"graph_operators_scale_{card}.json"
-        if not path.exists() or not _result(card, "gns").exists():
+    for problem, (card, res) in results.items():
+        if not _result(card, "gns").exists():
             continue
-        res = json.loads(path.read_text())["rows"]
         top = max(r["n_target"] for r in res)
         gns = next((r for r in res if r["kind"] == "gns" and r["n_target"] == top), None)
         gns_mse = json.loads(_result(card, "gns").read_text())["summary"]["mse20"]

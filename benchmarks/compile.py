@@ -117,8 +117,9 @@ def agreement(eager: Surrogate, compiled: Surrogate, batch: dict[str, torch.Tens
 
 def measure(operator: dict, spec: dict, device: torch.device, *, mode: str = "default", train_batch: int = 16,
             rollout_batch: int = 8, train_steps_n: int = 10, rollout_steps_n: int = 20, trials: int = 3,
-            precision: str = "32") -> dict[str, Any]:
-    """Eager against compiled training and rollout steps of one operator (see the module doc)."""
+            precision: str = "32", parts: tuple[str, ...] = ("train", "rollout")) -> dict[str, Any]:
+    """Eager against compiled training and rollout steps of one operator (see the module doc);
+    ``parts`` picks which of the two are timed."""
     torch.manual_seed(0)
     eager = Surrogate(operator, data_spec=spec).to(device)
     compiled = copy.deepcopy(eager)
@@ -129,6 +130,8 @@ def measure(operator: dict, spec: dict, device: torch.device, *, mode: str = "de
                            "params": sum(p.numel() for p in eager.stepper.parameters())}
     for part, make, n, model_mode in (("train", train_steps, train_steps_n, "train"),
                                       ("rollout", rollout_steps, rollout_steps_n, "eval")):
+        if part not in parts:
+            continue
         runs = {}
         for name, model in (("eager", eager), ("compiled", compiled)):
             getattr(model, model_mode)()

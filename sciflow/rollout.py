@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sciflow.compile import is_compiled
 from sciflow.ensemble_batch import batch_members
 
 if TYPE_CHECKING:
@@ -163,7 +164,9 @@ def rollout(
         batch_models: run models of one architecture with a noise-free stepper as one vmapped
             call (:mod:`sciflow.ensemble_batch`; the same members to float round-off); others
             always loop. None (default): batched on an accelerator, looped on the CPU, where
-            the batched call was slower at the cavity FNO's size (``benchmarks/ensemble_batch.py``).
+            the batched call was slower at the cavity FNO's size (``benchmarks/ensemble_batch.py``),
+            and looped when the operators are compiled (:mod:`sciflow.compile`), which a vmapped
+            call would bypass (True with compiled operators raises ValueError).
         check_every: steps between the blow-up warnings' reads of the device (default every step
             on the CPU, every 50 on an accelerator, so that the loop does not wait for the device
             each step). Members are stopped at the step they blow up either way; the warning
@@ -241,10 +244,8 @@ def rollout(
         for m in models:
             m.eval()
         batched = None
-        if batch_models is None:
-            batch_models = device.type != "cpu"
-        if (batch_models and getattr(project, "sampler", None) is None and len(set(histories)) == 1
-                and len(set(counts)) == 1):
+        if (use_batching(models, batch_models, device) and getattr(project, "sampler", None) is None
+                and len(set(histories)) == 1 and len(set(counts)) == 1):
             batched = batch_members(models)  # after eval(): the batched call copies the mode
         # step at which each member stopped (-1: alive); read on the host only every `every` steps
         stopped_at = torch.full((M, B), -1, dtype=torch.long, device=device)
@@ -263,6 +264,22 @@ def rollout(
         bar.close()
         for m, mode in zip(models, modes):
             m.train(mode)
+
+
+def use_batching(models: Sequence[Surrogate], batch_models: bool | None, device: torch.device) -> bool:
+    """Whether same-architecture members may run as one vmapped call (``rollout``'s ``batch_models``).
+
+    None: on an accelerator, unless the operators are compiled. A vmapped call runs the stacked
+    weights through an eager copy of the network, so compiled operators would silently run eager;
+    they loop instead, each member through its compiled code. True with compiled operators raises.
+    """
+    compiled = any(is_compiled(m) for m in models)
+    if batch_models and compiled:
+        raise ValueError("rollout: batch_models=True would run the compiled operators eager (a vmapped call "
+                         "bypasses torch.compile); pass batch_models=None or False with compiled models")
+    if batch_models is None:
+        return device.type != "cpu" and not compiled
+    return bool(batch_models)
 
 
 def _warn_blowups(stopped_at: Tensor, reported: Tensor, table, limit: Tensor, dt: float) -> Tensor:

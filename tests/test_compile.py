@@ -4,6 +4,7 @@ name the exact step."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 import warnings
 
@@ -13,7 +14,7 @@ import torch
 
 from sciflow.compile import CompileError, compile_mode, compile_model, is_compiled
 from sciflow.data.datamodule import SciflowData
-from sciflow.rollout import BlowupWarning, rollout
+from sciflow.rollout import BlowupWarning, rollout, use_batching
 from sciflow.surrogate import NonFiniteLossError, Surrogate
 from tests.callbacks import PoisonLoss
 from tests.synthetic import make_dataset
@@ -176,3 +177,29 @@ def test_particle_surrogates_are_refused(tmp_path):
     with pytest.raises(CompileError, match="particle operators run eager"):
         compile_model(model, "default")
     assert compile_model(model, "off") is model
+
+
+def test_compiled_ensembles_loop_instead_of_a_vmap_that_bypasses_compile(spec):
+    """A vmapped ensemble call runs an eager copy of the network: compiled operators must loop."""
+    from torch._dynamo.utils import counters
+
+    models = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        models.append(Surrogate(TINY_FNO, data_spec=spec).eval())
+    x, p = _batch(spec)
+    eager = [s.members for s in rollout(models, x, p, 2, batch_models=False)][-1]
+    eager_models = [copy.deepcopy(m) for m in models]
+    for m in models:
+        compile_model(m, "default", backend="aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    out = [s.members for s in rollout(models, x, p, 2)][-1]
+    assert counters["frames"]["ok"] >= 1  # the compiled code ran
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    # on an accelerator the default batches eager models, and loops compiled ones
+    gpu = torch.device("cuda")
+    assert use_batching(eager_models, None, gpu) and not use_batching(models, None, gpu)
+    assert not use_batching(models, None, torch.device("cpu")) and not use_batching(models, False, gpu)
+    with pytest.raises(ValueError, match="bypasses torch.compile"):
+        next(iter(rollout(models, x, p, 1, batch_models=True)))

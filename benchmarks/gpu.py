@@ -24,6 +24,8 @@ Parts (each written to the JSON as it finishes, so a part that fails leaves the 
   step compiled with ``reduce-overhead`` (CUDA graphs) against eager.
 - ensemble_profile: one step of the 5-member ensemble looped and vmapped: time, host against
   kernel time, and each replayed as a CUDA graph.
+- ensemble_rollout: ``sciflow.rollout.rollout`` of that ensemble eager looped, eager batched and
+  compiled with ``reduce-overhead`` (looped through CUDA graphs), seconds per step.
 - channels_last: U-Net training steps (bf16) with NCHW against channels-last (NHWC) weights.
 - ddp: ``sciflow fit`` with ``strategy ddp`` (NCCL) on the device(s) there are.
 """
@@ -286,6 +288,55 @@ def ensemble_profile(device: torch.device, n: int = 20) -> dict[str, Any]:
     return out
 
 
+def ensemble_rollout(device: torch.device, steps: int = 40, trials: int = 3) -> dict[str, Any]:
+    """The product's ensemble paths end to end: :func:`sciflow.rollout.rollout` of the 5-member
+    cavity FNO ensemble (batch 8) eager looped, eager batched (the GPU default) and looped with the
+    operators compiled in ``reduce-overhead`` mode (CUDA graphs); seconds per step, median of
+    ``trials`` alternating trials after a warm-up rollout (which absorbs the compilation)."""
+    from benchmarks._train import grid_spec
+    from benchmarks.compile import _timed
+    from benchmarks.ensemble_batch import CASES
+    from sciflow.compile import compile_model
+    from sciflow.rollout import rollout
+
+    operator, size, batch = CASES["cavity FNO, batch 8"]
+    spec = grid_spec(size)
+
+    def members() -> list:
+        out = []
+        for seed in range(5):
+            torch.manual_seed(seed)
+            out.append(Surrogate(operator, data_spec=spec).eval().to(device))
+        return out
+
+    eager, graphed = members(), [compile_model(m, "reduce-overhead") for m in members()]
+    C, S = len(spec["channels"]), spec["spatial_shape"]
+    initial = torch.randn(batch, 1, C, *S, device=device)
+    params = torch.rand(batch, len(spec["params"]), device=device) + 0.5
+    mask = torch.ones(batch, *S, dtype=torch.bool, device=device)
+    ways = {"eager, looped": (eager, False), "eager, batched": (eager, True),
+            "reduce-overhead, looped": (graphed, None)}
+    last = {}
+
+    def run(name: str):
+        models, batch_models = ways[name]
+        for step in rollout(models, initial, params, steps, mask=mask, batch_models=batch_models):
+            last[name] = step.members
+
+    for name in ways:
+        run(name)  # warm-up (compilation, cuDNN's choices)
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    for t in range(trials):
+        for name in (list(ways) if t % 2 == 0 else list(ways)[::-1]):
+            times[name].append(_timed(lambda n=name: run(n), device)[0] / steps)
+    out: dict[str, Any] = {k: {"s_per_step": statistics.median(v), "trials": v} for k, v in times.items()}
+    base = out["eager, looped"]["s_per_step"]
+    for name, r in out.items():
+        r["vs_eager_looped"] = base / r["s_per_step"]
+        r[f"max_abs_difference_after_{steps}_steps"] = float((last[name] - last["eager, looped"]).abs().max())
+    return {"steps": steps, "batch": batch, "members": 5, "results": out}
+
+
 def channels_last(device: torch.device, steps: int = 50, trials: int = 3) -> dict[str, Any]:
     """U-Net training steps (bf16 autocast, batch 64, 64x64) with the weights in the default
     (contiguous, NCHW) layout against channels-last (NHWC), alternating trials. The FNO is left out:
@@ -428,6 +479,17 @@ def report(payload: dict[str, Any]) -> None:
                   "speed is not yet measured on a GPU."]
         if "recorded_from" in e:
             lines.append(f"\nRecorded from {e['recorded_from']}.")
+    if "ensemble_rollout" in payload:
+        e = payload["ensemble_rollout"]
+        key = "max_abs_difference_after_{}_steps".format(e["steps"])
+        rows = [[w, f"{r['s_per_step'] * 1e3:.2f}", f"{r['vs_eager_looped']:.2f}x", f"{r[key]:.1e}"]
+                for w, r in e["results"].items()]
+        graphs = e["results"]["reduce-overhead, looped"]["vs_eager_looped"]
+        lines += ["", f"### Ensemble rollouts ({e['members']}-member cavity FNO, batch {e['batch']}, {e['steps']} steps "
+                      "of `sciflow.rollout.rollout`)", "",
+                  markdown_table(["way", "ms per step", "vs eager looped", "largest difference"], rows), "",
+                  f"Target >= 4x on a GPU with the fastest product path: "
+                  f"**{'met' if graphs >= 4 else 'missed'}** ({graphs:.2f}x with `--compile reduce-overhead`)."]
     if "channels_last" in payload:
         r = payload["channels_last"]
         lines += ["", f"### Channels-last (U-Net training step, bf16 autocast, batch {r['batch']}, 64x64)", "",
@@ -445,7 +507,7 @@ def report(payload: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", nargs="+", default=["peers", "ensembles", "compile", "overhead", "ensemble_profile",
-                                                    "channels_last", "ddp"])
+                                                    "ensemble_rollout", "channels_last", "ddp"])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=20)
@@ -467,6 +529,7 @@ def main() -> None:
     for part, fn in (("peers", lambda: peers(args, device)), ("ensembles", lambda: ensembles(device)),
                      ("compile", lambda: compile_part(device)), ("overhead", lambda: overhead(device)),
                      ("ensemble_profile", lambda: ensemble_profile(device)),
+                     ("ensemble_rollout", lambda: ensemble_rollout(device)),
                      ("channels_last", lambda: channels_last(device)),
                      ("ddp", lambda: ddp(device))):
         if part not in args.parts:

@@ -156,6 +156,22 @@ def measure(operator: dict, spec: dict, device: torch.device, *, mode: str = "de
     return out
 
 
+def _gpu_summary() -> str:
+    """One sentence on the GPU figures of ``results/gpu.json`` (``benchmarks/gpu.py``), if measured."""
+    path = HERE / "results" / "gpu.json"
+    gpu = json.loads(path.read_text()) if path.is_file() else {}
+    if "compile" not in gpu:
+        return " On a GPU: not measured yet (`python -m benchmarks.gpu`)."
+    c = gpu["compile"]
+    text = (f" On a GPU (the \"GPU\" section below) the default mode gained {c['32']['rollout_speedup']:.2f}x on "
+            f"rollout steps and {c['32']['train_speedup']:.2f}x (fp32)"
+            + (f" / {c['bf16']['train_speedup']:.2f}x (bf16)" if "bf16" in c else "") + " on training steps")
+    graphs = gpu.get("overhead", {}).get("reduce_overhead")
+    if graphs:
+        text += f", and `reduce-overhead` (CUDA graphs) {graphs['train_speedup']:.2f}x on a training step"
+    return text + "."
+
+
 def report(payload: dict[str, Any]) -> None:
     rows = []
     for name, r in payload["results"].items():
@@ -185,8 +201,8 @@ def report(payload: dict[str, Any]) -> None:
         "and leaves the 1x1 convolutions to oneDNN, and `torch.profiler` of 5 steps of the width-24 FNO showed "
         "the compiled step spending more in copies (0.58 s against 0.21 s eager) and in the convolutions' "
         "backward (0.87 against 0.72 s) than its fused kernels save (turning inductor's layout optimisation off "
-        "did not change that). So `compile` stays off by default; it is meant for GPUs, where fusing pays "
-        "more (not measured: no GPU was available). The compilation costs the first call's seconds.",
+        "did not change that). So `compile` stays off by default." + _gpu_summary() + " The compilation costs the first "
+        "call's seconds.",
     ])
     update_readme("compile", text)
 

@@ -20,13 +20,14 @@ members of both ways are compared too (largest difference).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
 
 import torch
 
-from benchmarks._report import markdown_table, save_json, update_readme
+from benchmarks._report import HERE, markdown_table, save_json, update_readme
 from benchmarks._train import grid_spec
 from sciflow.ensemble_batch import BatchedMembers
 from sciflow.surrogate import Surrogate
@@ -80,6 +81,18 @@ def measure(operator: dict, size: int, batch: int, members: int, trials: int, de
             "grid": list(S), "channels": C, "batch": batch, "operator": operator, "trials": times}
 
 
+def _gpu_sentence() -> str:
+    """The GPU figure of ``results/gpu.json`` (``benchmarks/gpu.py``), if measured."""
+    path = HERE / "results" / "gpu.json"
+    gpu = json.loads(path.read_text()) if path.is_file() else {}
+    r = gpu.get("ensembles", {}).get("cavity FNO, batch 8")
+    if r is None:
+        return "On a GPU: not measured yet (`python -m benchmarks.gpu`)."
+    return (f"On one {gpu['machine'].get('cuda', 'GPU')} it gained {r['speedup']:.2f}x against a 4x target: the "
+            "looped step is bound by kernel launches, and vmap turns the 1x1 convolutions into grouped ones "
+            "that cuDNN runs slowly (the \"GPU\" section below).")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--members", type=int, default=5)
@@ -118,9 +131,9 @@ padding), so there is no idle time for batching to fill. The batched call works 
 five times larger, well beyond the cache, and under vmap the element-wise ops and
 concatenations run on moved batch axes: `torch.profiler` of one step (self CPU time, batched
 vs looped) showed add 0.60 vs 0.14 s, copy 0.50 vs 0.18 s, cat 0.47 vs 0.08 s, gelu 0.33 vs
-0.11 s. Batching pays where per-call overhead dominates (the small case) and is expected to on
-a GPU (not measured: no GPU here). So `rollout` batches by default on accelerators only and loops
-on the CPU; `batch_models=True` turns it on for small CPU models.
+0.11 s. Batching pays where per-call overhead dominates (the small case). {_gpu_sentence()} So `rollout`
+batches by default on accelerators only (uncompiled models) and loops on the CPU;
+`batch_models=True` turns it on for small CPU models.
 """)
 
 

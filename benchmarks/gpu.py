@@ -97,7 +97,7 @@ def way_sciflow(dm, batches, steps, warmup, seed, device, precision="32-true", c
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     trainer = L.Trainer(max_steps=warmup + steps, accelerator=accelerator, devices=1, precision=precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[_LightningClock(clock, warmup)])
+                        limit_val_batches=0, callbacks=[_LightningClock(clock, warmup, warmup + steps)])
     trainer.fit(model, train_dataloaders=_Steps(batches, warmup + steps))
     model.to(device)  # Lightning's single-device teardown moves the module back to the CPU
     return clock, model, model.inference_stepper
@@ -399,6 +399,8 @@ def report(payload: dict[str, Any]) -> None:
         rows = [[w, f"{r['samples_per_s_median']:.0f}", f"{r['vs_trainer_fp32']:.2f}x",
                  f"{statistics.median(r['peak_mib']):.0f}", f"{r['test_nmse_median']:.4f}"] for w, r in p.items()]
         default = p["sciflow fit, bf16-mixed + compile"]["vs_trainer_fp32"]
+        gap = s["batch"] * 1e3 * (1 / p["sciflow fit, fp32"]["samples_per_s_median"]
+                                  - 1 / p["plain loop, fp32"]["samples_per_s_median"])
         graphs = p.get("sciflow fit, bf16-mixed + compile (reduce-overhead)", {}).get("vs_trainer_fp32", 0.0)
         fp16 = p.get("neuralop Trainer, mixed (fp16 autocast)", {}).get("test_nmse", [])
         lines += ["", f"### Training against neuraloperator's Trainer (FNO width 24, cavity, batch {s['batch']}, "
@@ -413,9 +415,18 @@ def report(payload: dict[str, Any]) -> None:
                   "autocast adds cast kernels and is slower than fp32 eager, and the default compile mode only "
                   "fuses kernels. `reduce-overhead` replays the step as CUDA graphs, which removes the launches; "
                   "that is the mode to use on a GPU for models of this size.",
-                  "- sciflow fit in fp32 is below the Trainer and the plain loop here, unlike on the CPU (0.999x): "
-                  "Lightning's loop costs a few host milliseconds per step, which a host-bound step shows.",
-                  ] + ([f"- The Trainer's `mixed_precision` autocasts to float16 and has no gradient scaler; its "
+                  ] + ([
+                      "- The sciflow rows of this run were timed with a callback that waited for the GPU after "
+                      "every step (fixed since). neuraloperator's Trainer waits at every step too (its "
+                      "`loss.item()`); the plain loop never does. Waiting keeps the host from queueing the next "
+                      "step while the GPU works, so the sciflow rows are lower bounds, and the fp32 gap to the "
+                      f"plain loop ({gap:.1f} ms per step) is at least partly the benchmark's. Re-measure with "
+                      "`python -m benchmarks.gpu --parts peers`."]
+                      if payload["peers"].get("sciflow_synced_every_step") else [
+                      f"- sciflow fit in fp32 takes {gap:+.1f} ms per step against the plain loop, for the same "
+                      "model, stepper and batches: host work around the model (Lightning's loop and hooks, the "
+                      "loss check, logging), which a host-bound step shows and a compute-bound CPU step hides."]
+                  ) + ([f"- The Trainer's `mixed_precision` autocasts to float16 and has no gradient scaler; its "
                         f"test NMSE was {'NaN' if all(v != v for v in fp16) else 'finite'} in "
                         f"{sum(v != v for v in fp16)} of {len(fp16)} trials."] if fp16 else [])
     if "overhead" in payload:

@@ -26,13 +26,13 @@ import argparse
 import copy
 import json
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks._timing import timed
 from benchmarks._train import grid_spec
 from sciflow.compile import compile_model
 from sciflow.rollout import rollout
@@ -43,19 +43,6 @@ MODELS = {
     "FNO width 24": {"class_path": "fno", "init_args": {"width": 24, "modes": 12, "n_layers": 4}},
     "cavity FNO (width 40)": {"class_path": "fno", "init_args": {"width": 40, "modes": 16, "n_layers": 4}},
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device) -> tuple[float, float]:
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def inputs(spec: dict[str, Any], batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -138,12 +125,12 @@ def measure(operator: dict, spec: dict, device: torch.device, *, mode: str = "de
             kwargs = {"precision": precision} if part == "train" else {}
             runs[name] = make(model, tb if part == "train" else rb, n, **kwargs)
             one = make(model, tb if part == "train" else rb, 1, **kwargs)
-            out[f"{part}_{name}_first_call_s"] = _timed(one, device)[0]
+            out[f"{part}_{name}_first_call_s"] = timed(one, device)[0]
             one()  # a second call: a recompilation for a new shape or mode happens here, untimed
         times: dict[str, list[tuple[float, float]]] = {"eager": [], "compiled": []}
         for t in range(trials):
             for name in (("eager", "compiled") if t % 2 == 0 else ("compiled", "eager")):
-                wall, cpu = _timed(runs[name], device)
+                wall, cpu = timed(runs[name], device)
                 times[name].append((wall / n, cpu / n))
         for name, v in times.items():
             out[f"{part}_{name}_s"] = statistics.median(w for w, _ in v)

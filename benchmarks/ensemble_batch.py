@@ -23,11 +23,11 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import torch
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks._timing import timed
 from benchmarks._train import grid_spec
 from sciflow.ensemble_batch import BatchedMembers
 from sciflow.surrogate import Surrogate
@@ -39,18 +39,10 @@ CASES = {
 }
 
 
-def _timed(fn, device: str = "cpu") -> tuple[float, float]:
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    sync()
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    sync()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def measure(operator: dict, size: int, batch: int, members: int, trials: int, device: str = "cpu") -> dict:
-    """Median looped and batched wall/CPU seconds of one step, and the largest difference
-    (``device``: where the models run; a GPU is synchronised around each timed step)."""
+def ensemble(operator: dict, size: int, batch: int, members: int = 5, device: torch.device | str = "cpu"):
+    """``members`` surrogates of ``operator`` (seeds 0..members-1, eval mode) on a ``size x size``
+    synthetic grid and seeded inputs: ``(models, history (members, batch, 1, C, *S), params
+    (batch, P), mask (batch, *S))`` on ``device``."""
     spec = grid_spec(size)
     models = []
     for seed in range(members):
@@ -61,6 +53,14 @@ def measure(operator: dict, size: int, batch: int, members: int, trials: int, de
     history = torch.randn(members, batch, 1, C, *S, generator=g).to(device)
     params = (torch.rand(batch, len(spec["params"]), generator=g) + 0.5).to(device)
     mask = torch.ones(batch, *S, dtype=torch.bool, device=device)
+    return models, history, params, mask
+
+
+def measure(operator: dict, size: int, batch: int, members: int, trials: int, device: str = "cpu") -> dict:
+    """Median looped and batched wall/CPU seconds of one step, and the largest difference
+    (``device``: where the models run; a GPU is synchronised around each timed step)."""
+    models, history, params, mask = ensemble(operator, size, batch, members, device)
+    C, S = history.shape[3], tuple(history.shape[4:])
     batched = BatchedMembers(models)
 
     def looped() -> torch.Tensor:
@@ -72,8 +72,8 @@ def measure(operator: dict, size: int, batch: int, members: int, trials: int, de
     diff = float((looped() - together()).abs().max())  # also the warm-up
     times: dict[str, list[tuple[float, float]]] = {"looped": [], "batched": []}
     for _ in range(trials):
-        times["looped"].append(_timed(looped, device))
-        times["batched"].append(_timed(together, device))
+        times["looped"].append(timed(looped, device))
+        times["batched"].append(timed(together, device))
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
     return {"looped_s": med["looped"][0], "batched_s": med["batched"][0], "looped_cpu_s": med["looped"][1],
             "batched_cpu_s": med["batched"][1], "speedup": med["looped"][0] / med["batched"][0],

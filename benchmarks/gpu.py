@@ -49,6 +49,7 @@ import lightning as L
 import torch
 
 from benchmarks._report import HERE, markdown_table, save_json, update_readme
+from benchmarks._timing import timed
 from benchmarks.peers import (
     FNO,
     LR,
@@ -75,12 +76,13 @@ def _save(part: str, value: Any) -> None:
     save_json(RESULT, payload)
 
 
+def _on(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def preload(dm, n: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
     """``n`` training batches, read once and moved to ``device`` (cycled through by every way)."""
-    out = []
-    for b in islice(cycle(dm.train_dataloader()), n):
-        out.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()})
-    return out
+    return [_on(b, device) for b in islice(cycle(dm.train_dataloader()), n)]
 
 
 def _model(dm, seed: int, device: torch.device):
@@ -146,8 +148,7 @@ def peers(args, device: torch.device) -> dict[str, Any]:
     dm.setup("fit")
     dm.setup("test")
     batches = preload(dm, 32, device)
-    test_batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
-                    for b in dm.test_dataloader()[0]]  # read once: every way is scored on the same tensors
+    test_batches = [_on(b, device) for b in dm.test_dataloader()[0]]  # every way is scored on the same tensors
     ways = {
         "neuralop Trainer, fp32": way_trainer,
         "neuralop Trainer, mixed (fp16 autocast)": partial(way_trainer, mixed_precision=True),
@@ -198,21 +199,21 @@ def overhead(device: torch.device, steps: int = 10) -> dict[str, Any]:
     batch 256, and ``reduce-overhead`` (CUDA graphs) against eager. A step whose host time exceeds
     its kernel time is bound by launching kernels, not by the GPU: CUDA graphs are the cure."""
     from benchmarks._train import grid_spec
-    from benchmarks.compile import _timed, inputs, measure, train_steps
+    from benchmarks.compile import inputs, measure, train_steps
 
     spec = grid_spec()
     torch.manual_seed(0)
     model = Surrogate(FNO, data_spec=spec).to(device)
     run = train_steps(model, inputs(spec, 64, device), steps)
     run(), run()
-    out: dict[str, Any] = {"batch": 64, "step_s": _timed(run, device)[0] / steps}
+    out: dict[str, Any] = {"batch": 64, "step_s": timed(run, device)[0] / steps}
     totals = _profile_totals(run, device)
     out["host_s_per_step"] = totals["host_ms"] / 1e3 / steps
     out["kernel_s_per_step"] = totals["kernel_ms"] / 1e3 / steps
     out["launches_per_step"] = totals["launches"] / steps
     big = train_steps(model, inputs(spec, 256, device), 5)
     big()
-    out["step_s_batch_256"] = _timed(big, device)[0] / 5
+    out["step_s_batch_256"] = timed(big, device)[0] / 5
     graphs = measure(FNO, spec, device, mode="reduce-overhead", train_batch=64, train_steps_n=30, trials=3,
                      parts=("train",))
     out["reduce_overhead"] = {k: v for k, v in graphs.items() if k.startswith("train_") and not k.endswith("trials")}
@@ -252,21 +253,10 @@ def ensemble_profile(device: torch.device, n: int = 20) -> dict[str, Any]:
     """Why batching members helps little on a GPU: one step of the 5-member cavity FNO ensemble
     (batch 8) looped and vmapped, each timed, profiled (host against kernel time) and replayed as a
     CUDA graph."""
-    from benchmarks._train import grid_spec
-    from benchmarks.compile import _timed
-    from benchmarks.ensemble_batch import CASES
+    from benchmarks.ensemble_batch import CASES, ensemble
     from sciflow.ensemble_batch import BatchedMembers
 
-    operator, size, batch = CASES["cavity FNO, batch 8"]
-    spec = grid_spec(size)
-    models = []
-    for seed in range(5):
-        torch.manual_seed(seed)
-        models.append(Surrogate(operator, data_spec=spec).eval().to(device))
-    C, S = len(spec["channels"]), spec["spatial_shape"]
-    history = torch.randn(5, batch, 1, C, *S, device=device)
-    params = torch.rand(batch, len(spec["params"]), device=device) + 0.5
-    mask = torch.ones(batch, *S, dtype=torch.bool, device=device)
+    models, history, params, mask = ensemble(*CASES["cavity FNO, batch 8"], 5, device)
     stacked = BatchedMembers(models)
 
     def looped():
@@ -280,10 +270,10 @@ def ensemble_profile(device: torch.device, n: int = 20) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, fn in (("looped", looped), ("batched", batched)):
         fn()
-        out[name] = {"ms": _timed(lambda f=fn: [f() for _ in range(n)], device)[0] / n * 1e3,
+        out[name] = {"ms": timed(lambda f=fn: [f() for _ in range(n)], device)[0] / n * 1e3,
                      **_profile_totals(fn, device)}
         graph, result = _graphed(fn, device)
-        out[name]["graph_ms"] = _timed(lambda g=graph: [g.replay() for _ in range(n)], device)[0] / n * 1e3
+        out[name]["graph_ms"] = timed(lambda g=graph: [g.replay() for _ in range(n)], device)[0] / n * 1e3
         out[name]["graph_max_abs_difference"] = float((result - reference).abs().max())
     return out
 
@@ -293,27 +283,14 @@ def ensemble_rollout(device: torch.device, steps: int = 40, trials: int = 3) -> 
     cavity FNO ensemble (batch 8) eager looped, eager batched (the GPU default) and looped with the
     operators compiled in ``reduce-overhead`` mode (CUDA graphs); seconds per step, median of
     ``trials`` alternating trials after a warm-up rollout (which absorbs the compilation)."""
-    from benchmarks._train import grid_spec
-    from benchmarks.compile import _timed
-    from benchmarks.ensemble_batch import CASES
+    from benchmarks.ensemble_batch import CASES, ensemble
     from sciflow.compile import compile_model
     from sciflow.rollout import rollout
 
-    operator, size, batch = CASES["cavity FNO, batch 8"]
-    spec = grid_spec(size)
-
-    def members() -> list:
-        out = []
-        for seed in range(5):
-            torch.manual_seed(seed)
-            out.append(Surrogate(operator, data_spec=spec).eval().to(device))
-        return out
-
-    eager, graphed = members(), [compile_model(m, "reduce-overhead") for m in members()]
-    C, S = len(spec["channels"]), spec["spatial_shape"]
-    initial = torch.randn(batch, 1, C, *S, device=device)
-    params = torch.rand(batch, len(spec["params"]), device=device) + 0.5
-    mask = torch.ones(batch, *S, dtype=torch.bool, device=device)
+    case = CASES["cavity FNO, batch 8"]
+    eager, history, params, mask = ensemble(*case, 5, device)
+    graphed = [compile_model(m, "reduce-overhead") for m in ensemble(*case, 5, device)[0]]
+    initial, batch = history[0], history.shape[1]
     ways = {"eager, looped": (eager, False), "eager, batched": (eager, True),
             "reduce-overhead, looped": (graphed, None)}
     last = {}
@@ -328,7 +305,7 @@ def ensemble_rollout(device: torch.device, steps: int = 40, trials: int = 3) -> 
     times: dict[str, list[float]] = {k: [] for k in ways}
     for t in range(trials):
         for name in (list(ways) if t % 2 == 0 else list(ways)[::-1]):
-            times[name].append(_timed(lambda n=name: run(n), device)[0] / steps)
+            times[name].append(timed(lambda n=name: run(n), device)[0] / steps)
     out: dict[str, Any] = {k: {"s_per_step": statistics.median(v), "trials": v} for k, v in times.items()}
     base = out["eager, looped"]["s_per_step"]
     for name, r in out.items():
@@ -342,7 +319,7 @@ def channels_last(device: torch.device, steps: int = 50, trials: int = 3) -> dic
     (contiguous, NCHW) layout against channels-last (NHWC), alternating trials. The FNO is left out:
     its spectral layers work on FFTs, where the layout does not change the kernels."""
     from benchmarks._train import grid_spec
-    from benchmarks.compile import _timed, inputs, train_steps
+    from benchmarks.compile import inputs, train_steps
     from benchmarks.peers import UNET
 
     spec = grid_spec()
@@ -357,7 +334,7 @@ def channels_last(device: torch.device, steps: int = 50, trials: int = 3) -> dic
     times: dict[str, list[float]] = {k: [] for k in runs}
     for t in range(trials):
         for name in (list(runs) if t % 2 == 0 else list(runs)[::-1]):
-            times[name].append(_timed(runs[name], device)[0] / steps)
+            times[name].append(timed(runs[name], device)[0] / steps)
     out = {f"{k}_s": statistics.median(v) for k, v in times.items()}
     out["speedup"] = out["contiguous_s"] / out["channels_last_s"]
     out["operator"], out["batch"], out["steps"], out["trials"] = UNET, 64, steps, trials

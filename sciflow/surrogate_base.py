@@ -78,27 +78,21 @@ class SurrogateBase(L.LightningModule):
         :attr:`nonfinite_check_every` steps (and before a checkpoint is written), so training does
         not wait for the device each step."""
         every = self.nonfinite_check_every or (1 if loss.device.type == "cpu" else 100)
-        pending = self.__dict__.setdefault("_loss_checks", {"first_bad": None, "steps": []})
-        steps = pending["steps"]
-        steps.append((self.global_step, self.current_epoch, batch_idx))
-        index = torch.full((), len(steps) - 1, device=loss.device, dtype=torch.long)
-        bad = ~torch.isfinite(loss.detach())
-        first = pending["first_bad"]
-        if first is None:
-            first = torch.full((), -1, device=loss.device, dtype=torch.long)
-        pending["first_bad"] = torch.where(bad & (first < 0), index, first)
-        if len(steps) >= every:
+        pending = self.__dict__.setdefault("_loss_checks", [])  # ((step, epoch, batch), bad flag on the device)
+        pending.append(((self.global_step, self.current_epoch, batch_idx), ~torch.isfinite(loss.detach())))
+        if len(pending) >= every:
             self.flush_loss_checks()
 
     def flush_loss_checks(self) -> None:
         """Read the pending loss checks (one host sync) and raise if a loss was not finite."""
         pending = self.__dict__.get("_loss_checks")
-        if not pending or pending["first_bad"] is None:
+        if not pending:
             return
-        first, steps = int(pending["first_bad"]), pending["steps"]
-        pending.update(first_bad=None, steps=[])
-        if first >= 0:
-            step, epoch, batch_idx = steps[first]
+        steps, flags = zip(*pending)
+        pending.clear()
+        bad = torch.stack(flags)
+        if bool(bad.any()):
+            step, epoch, batch_idx = steps[int(bad.int().argmax())]  # the first bad one
             raise NonFiniteLossError(
                 f"training loss is not finite (NaN/Inf) at global step {step} "
                 f"(epoch {epoch}, batch {batch_idx}); lower the learning rate, check the "
